@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod config;
 pub mod containers;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod hello;
@@ -21,4 +22,5 @@ pub mod images;
 pub mod reference;
 
 pub use config::EngineConfig;
+pub use engine::Engine;
 pub use error::{EngineError, Result};

@@ -1,0 +1,91 @@
+//! rm and container prune.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Container, ContainerService, Status, TABLE};
+use crate::{EngineError, Result};
+
+impl ContainerService {
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = self.get(name)?;
+        self.remove_container(&c, force, volumes).await
+    }
+
+    /// Remove a container: kill it first when forced, then its record, directory and mounts.
+    pub(super) async fn remove_container(self: &Arc<Self>, c: &Arc<Container>, force: bool, _volumes: bool) -> Result<()> {
+        let _g = c.op_lock.lock().await;
+        let rec = c.snapshot();
+        if rec.state.status == Status::Removing {
+            return Ok(());
+        }
+        if rec.state.status.is_live() || rec.state.status == Status::Restarting {
+            if !force {
+                let what = if rec.state.status == Status::Paused { "paused" } else { "running" };
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"{}\": container is {what}: stop the container before removing or force remove",
+                    rec.name
+                )));
+            }
+            c.with(|r| r.manually_stopped = true);
+            if rec.state.status == Status::Paused {
+                let _ = berth_runtime::cgroups::thaw(&self.cgroups_path(&rec.id));
+            }
+            if rec.state.status.is_live() {
+                let shim = berth_shim::client::ShimClient::new(&self.shim_dir(&rec.id));
+                let _ = shim.kill(libc::SIGKILL).await;
+                let mut rx = c.notice.subscribe();
+                let stopped = tokio::time::timeout(Duration::from_secs(30), async {
+                    loop {
+                        if !matches!(rx.borrow_and_update().status, Some(s) if s.is_live()) {
+                            return;
+                        }
+                        if rx.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .await;
+                if stopped.is_err() {
+                    return Err(EngineError::Internal(format!("could not kill container {}", rec.id)));
+                }
+            }
+        }
+        self.set_status(c, Status::Removing);
+        self.db.delete(TABLE, &rec.id)?;
+        self.forget(&rec.id);
+        let dir = self.dir(&rec.id);
+        let rootfs = self.rootfs(&rec.id);
+        let shim_dir = self.shim_dir(&rec.id);
+        let cg = self.cgroups_path(&rec.id);
+        tokio::task::spawn_blocking(move || {
+            let _ = berth_store::overlay::unmount(&rootfs);
+            let _ = berth_runtime::cgroups::remove(&cg);
+            let _ = std::fs::remove_dir_all(&shim_dir);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("removing {dir:?}: {e}");
+            }
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.emit(c, "destroy", &[]);
+        c.notice.send_modify(|n| n.removed = true);
+        Ok(())
+    }
+
+    /// `container prune`: every stopped container (label filters are applied by the caller's
+    /// predicate). Returns the removed ids.
+    pub async fn prune(self: &Arc<Self>, keep: &dyn Fn(&super::Record) -> bool) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for c in self.all() {
+            let rec = c.snapshot();
+            if rec.state.status.is_live() || rec.state.status == Status::Restarting || keep(&rec) {
+                continue;
+            }
+            if self.remove_container(&c, false, false).await.is_ok() {
+                removed.push(rec.id);
+            }
+        }
+        Ok(removed)
+    }
+}
