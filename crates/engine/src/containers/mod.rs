@@ -3,7 +3,7 @@
 //! bundle's config.json, hosts/hostname/resolv.conf, the json-file log) and, while it runs, a shim
 //! with its state dir `<exec-root>/shims/<id>/`. One file per verb group.
 
-mod attach;
+pub mod attach;
 mod create;
 mod inspect;
 mod lifecycle;

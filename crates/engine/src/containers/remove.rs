@@ -75,7 +75,7 @@ impl ContainerService {
 
     /// `container prune`: every stopped container (label filters are applied by the caller's
     /// predicate). Returns the removed ids.
-    pub async fn prune(self: &Arc<Self>, keep: &dyn Fn(&super::Record) -> bool) -> Result<Vec<String>> {
+    pub async fn prune(self: &Arc<Self>, keep: &(dyn Fn(&super::Record) -> bool + Send + Sync)) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for c in self.all() {
             let rec = c.snapshot();
