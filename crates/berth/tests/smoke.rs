@@ -160,3 +160,70 @@ fn harness_cleanup_cgroups_and_mounts() {
     assert!(common::mounts_below(&base).is_empty(), "mounts left");
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn harness_http_over_unix_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(conn.try_clone().unwrap());
+        let mut request = String::new();
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            request.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(&mut r, &mut body).unwrap();
+        let mut w = conn;
+        w.write_all(
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        (request, body)
+    });
+    let (status, body) = common::http_request(
+        &sock,
+        "POST",
+        "/containers/create",
+        Some(b"{\"Image\":\"x\"}"),
+        "application/json",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!((status, body), (201, b"{}".to_vec()));
+    let (request, body) = server.join().unwrap();
+    assert!(
+        request.starts_with("POST /containers/create HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains("Content-Type: application/json\r\n"),
+        "{request}"
+    );
+    assert_eq!(body, b"{\"Image\":\"x\"}");
+}
+
+#[test]
+fn harness_commands_get_stdin_and_time_out() {
+    let out = common::run_with_timeout(Command::new("cat"), Some(b"abc"), Duration::from_secs(10));
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"abc");
+    let t = Instant::now();
+    let mut sleep = Command::new("sleep");
+    sleep.arg("30");
+    let out = common::run_with_timeout(sleep, None, Duration::from_millis(200));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("killed after"));
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
