@@ -379,11 +379,13 @@ pub fn build_with_mode(input: &SpecInput, mode: CgroupMode) -> Result<Spec> {
         .env(input.env.clone())
         .cwd(cwd)
         .capabilities(capabilities)
-        .no_new_privileges(input.no_new_privileges)
         .oom_score_adj(0)
         .build())?;
     // oci-spec's default is nofile=1024; Docker sets no rlimits unless asked.
     process.set_rlimits(None);
+    // Only `Some(true)` or absent: libcontainer 0.7 treats any `Some` as "no_new_privs set" and
+    // then loads seccomp after dropping CAP_SYS_ADMIN, which fails without no_new_privs.
+    process.set_no_new_privileges(input.no_new_privileges.then_some(true));
 
     let seccomp = match (&input.seccomp, input.privileged) {
         (_, true) | (SeccompMode::Unconfined, _) => None,
