@@ -17,14 +17,22 @@ pub struct Digest {
 impl Digest {
     /// Parse `sha256:<hex>`. Anything else (other algorithms, wrong length, `..`) is an error.
     pub fn parse(s: &str) -> Result<Digest> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| StoreError::InvalidDigest(s.to_string()))?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| StoreError::InvalidDigest(s.to_string()))?;
         Digest::from_hex(hex).map_err(|_| StoreError::InvalidDigest(s.to_string()))
     }
 
     /// Parse a bare 64-char hex string.
     pub fn from_hex(hex: &str) -> Result<Digest> {
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            Ok(Digest { hex: hex.to_string() })
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Digest {
+                hex: hex.to_string(),
+            })
         } else {
             Err(StoreError::InvalidDigest(hex.to_string()))
         }
@@ -32,7 +40,9 @@ impl Digest {
 
     /// The digest of a byte slice.
     pub fn of(data: &[u8]) -> Digest {
-        Digest { hex: hex::encode(Sha256::digest(data)) }
+        Digest {
+            hex: hex::encode(Sha256::digest(data)),
+        }
     }
 
     pub fn hex(&self) -> &str {
@@ -79,10 +89,20 @@ pub struct DigestWriter<W> {
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
-        DigestWriter { inner, hasher: Sha256::new(), written: 0 }
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
     }
     pub fn finish(self) -> (W, Digest, u64) {
-        (self.inner, Digest { hex: hex::encode(self.hasher.finalize()) }, self.written)
+        (
+            self.inner,
+            Digest {
+                hex: hex::encode(self.hasher.finalize()),
+            },
+            self.written,
+        )
     }
 }
 
@@ -107,11 +127,21 @@ pub struct DigestReader<R> {
 
 impl<R: io::Read> DigestReader<R> {
     pub fn new(inner: R) -> Self {
-        DigestReader { inner, hasher: Sha256::new(), read: 0 }
+        DigestReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
     }
     /// Digest and byte count of everything read so far.
     pub fn finish(self) -> (R, Digest, u64) {
-        (self.inner, Digest { hex: hex::encode(self.hasher.finalize()) }, self.read)
+        (
+            self.inner,
+            Digest {
+                hex: hex::encode(self.hasher.finalize()),
+            },
+            self.read,
+        )
     }
 }
 

@@ -2,10 +2,14 @@
 //! whiteouts), plus `<root>/<chain-id-hex>.json` with its [`LayerInfo`]. Read-only lowers for overlayfs.
 //! A layer is unpacked into a temp dir and published by rename, so a layer dir that exists is complete.
 
-use std::io::Read;
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::{Digest, Result};
+use crate::atomic::{self, TEMP_PREFIX};
+use crate::digest::DigestReader;
+use crate::{compress, unpack, Digest, IoContext, Result, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LayerInfo {
@@ -29,9 +33,29 @@ pub struct LayerStore {
     root: PathBuf,
 }
 
+/// Removes a temp dir unless disarmed.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            if let Err(e) = fs::remove_dir_all(&p) {
+                tracing::warn!(path = ?p, error = %e, "cannot remove temp layer dir");
+            }
+        }
+    }
+}
+
 impl LayerStore {
     pub fn open(root: &Path) -> Result<LayerStore> {
-        todo!("{root:?}")
+        fs::create_dir_all(root).ctx(|| format!("create {root:?}"))?;
+        Ok(LayerStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn info_path(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join(format!("{}.json", chain_id.hex()))
     }
 
     /// Unpack a layer stream (compressed or not: auto-detected) on top of `parent` (a chain id that
@@ -45,11 +69,66 @@ impl LayerStore {
         r: &mut dyn Read,
         expected_diff_id: Option<&Digest>,
     ) -> Result<LayerInfo> {
-        todo!("{parent:?} {:p} {expected_diff_id:?} {:?}", r, self.root)
+        if let Some(p) = parent {
+            if !self.exists(p) {
+                return Err(StoreError::NotFound(format!("parent layer {p}")));
+            }
+        }
+        let tmp = self
+            .root
+            .join(format!("{TEMP_PREFIX}{}", atomic::random_hex(8)));
+        fs::create_dir(&tmp).ctx(|| format!("create {tmp:?}"))?;
+        let mut guard = TempDir(Some(tmp.clone()));
+        // Layer roots are 0755 whatever the umask (the overlay's root comes from the upper dir).
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+            .ctx(|| format!("chmod {tmp:?}"))?;
+
+        let plain = compress::decompressed(BufReader::with_capacity(1 << 16, r))?;
+        let mut hashed = DigestReader::new(plain);
+        let stats = unpack::unpack_layer(&mut hashed, &tmp)?;
+        // tar stops reading at the end-of-archive blocks; the diff id covers every byte.
+        io::copy(&mut hashed, &mut io::sink()).ctx(|| "read layer stream".to_string())?;
+        let (_, diff_id, _) = hashed.finish();
+        if let Some(exp) = expected_diff_id {
+            if *exp != diff_id {
+                return Err(StoreError::DigestMismatch {
+                    expected: exp.to_string(),
+                    actual: diff_id.to_string(),
+                });
+            }
+        }
+        let chain = chain_id(parent, &diff_id);
+        let info = LayerInfo {
+            chain_id: chain.clone(),
+            diff_id,
+            parent: parent.cloned(),
+            size: stats.size,
+        };
+        if self.exists(&chain) {
+            // Already there: our copy is dropped by the guard.
+            return Ok(self.get(&chain)?.unwrap_or(info));
+        }
+        guard.0 = None;
+        // publish_dir removes our temp dir itself when another copy won the race.
+        atomic::publish_dir(&tmp, &self.dir(&chain))?;
+        let json = serde_json::to_vec(&info).map_err(|e| StoreError::Db(e.to_string()))?;
+        atomic::write_file(&self.info_path(&chain), &json)?;
+        Ok(info)
     }
 
     pub fn get(&self, chain_id: &Digest) -> Result<Option<LayerInfo>> {
-        todo!("{chain_id}")
+        let p = self.info_path(chain_id);
+        let data = match fs::read(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("read {p:?}")),
+        };
+        serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| StoreError::Io {
+                context: format!("decode {p:?}"),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            })
     }
 
     /// The directory of a layer's files.
@@ -63,15 +142,163 @@ impl LayerStore {
 
     /// Remove a layer (info file first, then the directory).
     pub fn remove(&self, chain_id: &Digest) -> Result<()> {
-        todo!("{chain_id}")
+        let info = self.info_path(chain_id);
+        match fs::remove_file(&info) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(|| format!("remove {info:?}")),
+        }
+        // Rename first so that a crash mid-removal leaves only a temp dir behind.
+        let dir = self.dir(chain_id);
+        let tmp = atomic::temp_path_for(&dir);
+        match fs::rename(&dir, &tmp) {
+            Ok(()) => fs::remove_dir_all(&tmp).ctx(|| format!("remove {tmp:?}")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx(|| format!("rename {dir:?}")),
+        }
     }
 
     pub fn list(&self) -> Result<Vec<LayerInfo>> {
-        todo!()
+        let mut out = Vec::new();
+        for ent in fs::read_dir(&self.root).ctx(|| format!("read dir {:?}", self.root))? {
+            let ent = ent.ctx(|| format!("read dir {:?}", self.root))?;
+            let name = ent.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let Ok(d) = Digest::from_hex(hex) else {
+                continue;
+            };
+            match self.get(&d) {
+                Ok(Some(info)) if self.dir(&d).is_dir() => out.push(info),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(layer = %d, error = %e, "skipping unreadable layer info"),
+            }
+        }
+        out.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
+        Ok(out)
     }
 
     /// Remove temp dirs left by interrupted unpacks, and layer dirs without an info file.
     pub fn clean_partial(&self) -> Result<usize> {
-        todo!()
+        let mut n = atomic::clean_temp(&self.root)?;
+        for ent in fs::read_dir(&self.root).ctx(|| format!("read dir {:?}", self.root))? {
+            let ent = ent.ctx(|| format!("read dir {:?}", self.root))?;
+            let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(d) = Digest::from_hex(&name) else {
+                continue;
+            };
+            if !self.info_path(&d).is_file() {
+                let p = ent.path();
+                fs::remove_dir_all(&p).ctx(|| format!("remove {p:?}"))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn layer(files: &[(&str, &[u8])], trailing: usize) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(1);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, p, *data).unwrap();
+        }
+        let mut v = b.into_inner().unwrap();
+        v.extend(std::iter::repeat_n(0u8, trailing));
+        v
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn apply_two_layers_gzip_and_chain() {
+        let d = tempfile::tempdir().unwrap();
+        let ls = LayerStore::open(d.path()).unwrap();
+        // Extra zero padding after the end-of-archive must be part of the diff id.
+        let l0 = layer(&[("a", b"1")], 4096);
+        let i0 = ls
+            .apply(None, &mut &gz(&l0)[..], Some(&Digest::of(&l0)))
+            .unwrap();
+        assert_eq!(i0.diff_id, Digest::of(&l0));
+        assert_eq!(i0.chain_id, i0.diff_id);
+        assert_eq!(i0.size, 1);
+        assert!(ls.exists(&i0.chain_id));
+        assert_eq!(fs::read(ls.dir(&i0.chain_id).join("a")).unwrap(), b"1");
+
+        let l1 = layer(&[("b", b"22")], 0);
+        let zs = zstd::stream::encode_all(&l1[..], 1).unwrap();
+        let i1 = ls.apply(Some(&i0.chain_id), &mut &zs[..], None).unwrap();
+        assert_eq!(i1.chain_id, chain_id(Some(&i0.chain_id), &Digest::of(&l1)));
+        assert_eq!(i1.parent.as_ref(), Some(&i0.chain_id));
+        assert_eq!(ls.get(&i1.chain_id).unwrap(), Some(i1.clone()));
+        assert_eq!(ls.list().unwrap().len(), 2);
+
+        // Applying again returns the existing layer and leaves no temp dir.
+        let again = ls.apply(None, &mut &l0[..], None).unwrap();
+        assert_eq!(again, i0);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 4);
+
+        ls.remove(&i1.chain_id).unwrap();
+        ls.remove(&i1.chain_id).unwrap();
+        assert!(!ls.exists(&i1.chain_id));
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn mismatch_and_bad_archives_keep_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let ls = LayerStore::open(d.path()).unwrap();
+        let l0 = layer(&[("a", b"1")], 0);
+        let r = ls.apply(None, &mut &l0[..], Some(&Digest::of(b"x")));
+        assert!(matches!(r, Err(StoreError::DigestMismatch { .. })));
+        let mut evil = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..5].copy_from_slice(b"../x\0");
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        evil.append(&h, &b""[..]).unwrap();
+        let evil = evil.into_inner().unwrap();
+        assert!(matches!(
+            ls.apply(None, &mut &evil[..], None),
+            Err(StoreError::UnsafeEntry { .. })
+        ));
+        let missing = Digest::of(b"nope");
+        assert!(matches!(
+            ls.apply(Some(&missing), &mut &l0[..], None),
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+        assert!(ls.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn clean_partial_removes_leftovers() {
+        let d = tempfile::tempdir().unwrap();
+        let ls = LayerStore::open(d.path()).unwrap();
+        let i = ls
+            .apply(None, &mut &layer(&[("a", b"1")], 0)[..], None)
+            .unwrap();
+        fs::create_dir_all(d.path().join(".tmp-abc/x")).unwrap();
+        fs::create_dir(d.path().join(Digest::of(b"orphan").hex())).unwrap();
+        assert_eq!(ls.clean_partial().unwrap(), 2);
+        assert!(ls.exists(&i.chain_id));
     }
 }

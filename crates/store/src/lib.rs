@@ -55,6 +55,9 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| StoreError::Io { context: context(), source })
+        self.map_err(|source| StoreError::Io {
+            context: context(),
+            source,
+        })
     }
 }
