@@ -2,9 +2,159 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
+pub mod cli;
+pub mod client;
+mod commands;
+pub mod error;
+pub mod format;
+pub mod hijack;
+pub mod units;
+
+use cli::{Cli, Cmd, ContainerCmd, ImageCmd};
+use client::Client;
+use error::CliError;
+
 /// Run the CLI with the process arguments (argv[0] included). Returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
-    let _ = args;
-    eprintln!("berth: the CLI is not built yet");
-    1
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.version {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return 0;
+    };
+    let socket = match client::resolve_host(cli.host.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let client = Client::new(socket);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let is_run = matches!(
+        cmd,
+        Cmd::Run(_)
+            | Cmd::Create(_)
+            | Cmd::Container {
+                cmd: ContainerCmd::Run(_) | ContainerCmd::Create(_)
+            }
+    );
+    let verb = match &cmd {
+        Cmd::Create(_)
+        | Cmd::Container {
+            cmd: ContainerCmd::Create(_),
+        } => "create",
+        _ => "run",
+    };
+    let result = runtime.block_on(dispatch(&client, cmd));
+    // A pending read of stdin must not keep the process alive.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(CliError::Exit(code)) => code,
+        Err(e) if is_run => {
+            eprintln!("berth: {e}\n\nRun 'berth {verb} --help' for more information");
+            125
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            if matches!(e, CliError::Usage(_)) {
+                125
+            } else {
+                1
+            }
+        }
+    }
+}
+
+async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
+    use commands::{containers as ct, images as im, run as rn, system as sy};
+    match cmd {
+        Cmd::Version(a) => sy::version(c, a).await,
+        Cmd::Info(a) => sy::info(c, a).await,
+        Cmd::Events(a) => sy::events(c, a).await,
+        Cmd::Inspect(a) => sy::inspect(c, a).await,
+        Cmd::Images(a) => im::images(c, a).await,
+        Cmd::Tag(a) => im::tag(c, a).await,
+        Cmd::Rmi(a) => im::rmi(c, a).await,
+        Cmd::History(a) => im::history(c, a).await,
+        Cmd::Import(a) => im::import(c, a).await,
+        Cmd::Load(a) => im::load(c, a).await,
+        Cmd::Save(a) => im::save(c, a).await,
+        Cmd::Image { cmd } => match cmd {
+            ImageCmd::Ls(a) => im::images(c, a).await,
+            ImageCmd::Inspect(mut a) => {
+                a.kind = Some("image".into());
+                sy::inspect(c, a).await
+            }
+            ImageCmd::Tag(a) => im::tag(c, a).await,
+            ImageCmd::Rm(a) => im::rmi(c, a).await,
+            ImageCmd::Prune(a) => im::prune(c, a).await,
+            ImageCmd::History(a) => im::history(c, a).await,
+            ImageCmd::Import(a) => im::import(c, a).await,
+            ImageCmd::Load(a) => im::load(c, a).await,
+            ImageCmd::Save(a) => im::save(c, a).await,
+        },
+        Cmd::Run(a) => rn::run(c, a).await,
+        Cmd::Create(a) => rn::create(c, a).await,
+        Cmd::Start(a) => rn::start(c, a).await,
+        Cmd::Attach(a) => rn::attach(c, a).await,
+        Cmd::Stop(a) => ct::stop(c, a, false).await,
+        Cmd::Restart(a) => ct::stop(c, a, true).await,
+        Cmd::Kill(a) => ct::kill(c, a).await,
+        Cmd::Wait(a) => ct::wait(c, a).await,
+        Cmd::Rm(a) => ct::rm(c, a).await,
+        Cmd::Ps(a) => ct::ps(c, a).await,
+        Cmd::Logs(a) => ct::logs(c, a).await,
+        Cmd::Rename(a) => ct::rename(c, a).await,
+        Cmd::Pause(a) => ct::simple(c, a, "pause").await,
+        Cmd::Unpause(a) => ct::simple(c, a, "unpause").await,
+        Cmd::Top(a) => ct::top(c, a).await,
+        Cmd::Port(a) => ct::port(c, a).await,
+        Cmd::Container { cmd } => match cmd {
+            ContainerCmd::Ls(a) => ct::ps(c, a).await,
+            ContainerCmd::Run(a) => rn::run(c, a).await,
+            ContainerCmd::Create(a) => rn::create(c, a).await,
+            ContainerCmd::Start(a) => rn::start(c, a).await,
+            ContainerCmd::Attach(a) => rn::attach(c, a).await,
+            ContainerCmd::Stop(a) => ct::stop(c, a, false).await,
+            ContainerCmd::Restart(a) => ct::stop(c, a, true).await,
+            ContainerCmd::Kill(a) => ct::kill(c, a).await,
+            ContainerCmd::Wait(a) => ct::wait(c, a).await,
+            ContainerCmd::Rm(a) => ct::rm(c, a).await,
+            ContainerCmd::Logs(a) => ct::logs(c, a).await,
+            ContainerCmd::Inspect(mut a) => {
+                a.kind = Some("container".into());
+                sy::inspect(c, a).await
+            }
+            ContainerCmd::Rename(a) => ct::rename(c, a).await,
+            ContainerCmd::Pause(a) => ct::simple(c, a, "pause").await,
+            ContainerCmd::Unpause(a) => ct::simple(c, a, "unpause").await,
+            ContainerCmd::Top(a) => ct::top(c, a).await,
+            ContainerCmd::Port(a) => ct::port(c, a).await,
+            ContainerCmd::Prune(a) => ct::prune(c, a).await,
+        },
+    }
 }
