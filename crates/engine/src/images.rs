@@ -1092,7 +1092,7 @@ pub(crate) mod tests {
         let l2 = layer_tar("b", b"world!");
         let base = make_image(
             &svc,
-            &[l1.clone()],
+            std::slice::from_ref(&l1),
             &[("k", "v")],
             "2024-01-02T03:04:05.5Z",
             &["base:1"],
@@ -1217,7 +1217,7 @@ pub(crate) mod tests {
         let shared = layer_tar("a", b"shared");
         let a = make_image(
             &svc,
-            &[shared.clone()],
+            std::slice::from_ref(&shared),
             &[],
             "2024-01-01T00:00:00Z",
             &["a:1", "a:2"],

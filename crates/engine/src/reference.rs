@@ -264,9 +264,20 @@ mod tests {
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+    /// input, domain, path, tag, has digest, familiar name, familiar tagged
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        bool,
+        &'a str,
+        &'a str,
+    );
+
     #[test]
     fn valid_references() {
-        let cases: &[(&str, &str, &str, Option<&str>, bool, &str, &str)] = &[
+        let cases: &[Case] = &[
             // input, domain, path, tag, has digest, familiar name, familiar tagged
             (
                 "busybox",
