@@ -79,12 +79,29 @@ fn last_cap() -> usize {
         .map_or(max, |n| n.min(max))
 }
 
-/// Every capability the kernel knows (for `--privileged` and `--cap-add ALL`).
+/// This process's bounding set (`CapBnd` in /proc/self/status), if readable.
+fn bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Every capability the kernel knows (for `--privileged` and `--cap-add ALL`), limited to the
+/// engine's own bounding set: a container cannot get a capability its runtime lacks (capset
+/// would fail), e.g. when berth itself runs in a container without CAP_SYS_RESOURCE.
 pub fn all_caps() -> Vec<String> {
+    let bounding = bounding_set().unwrap_or(u64::MAX);
     CAP_TABLE[..=last_cap()]
         .iter()
-        .map(|s| s.to_string())
+        .enumerate()
+        .filter(|(i, _)| bounding & (1u64 << i) != 0)
+        .map(|(_, s)| s.to_string())
         .collect()
+}
+
+/// The bit number of a `CAP_*` name.
+pub fn cap_number(name: &str) -> Option<usize> {
+    CAP_TABLE.iter().position(|c| *c == name)
 }
 
 /// `CAP_`-prefixed upper-case name, or an error for a capability we do not know.
@@ -231,7 +248,12 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        assert_eq!(all_caps().len(), (n + 1).min(CAP_TABLE.len()));
+        let bnd = bounding_set().unwrap();
+        let expected = (0..=n.min(CAP_TABLE.len() - 1))
+            .filter(|i| bnd & (1u64 << i) != 0)
+            .count();
+        assert_eq!(all_caps().len(), expected);
+        assert_eq!(cap_number("CAP_CHECKPOINT_RESTORE"), Some(40));
         // Every name in the table maps to an oci-spec capability.
         let table = s(CAP_TABLE);
         assert_eq!(to_oci(&table).unwrap().len(), CAP_TABLE.len());

@@ -142,7 +142,7 @@ pub fn resolve_with(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Re
         // Supplementary groups only in the implicit form (no explicit group).
         out.additional_gids = groups
             .iter()
-            .filter(|g| g.members.iter().any(|m| *m == name))
+            .filter(|g| g.members.contains(&name))
             .map(|g| g.gid)
             .collect();
     }

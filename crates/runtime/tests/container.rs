@@ -19,7 +19,7 @@ for d in null zero full random urandom tty; do [ -c /dev/$d ] && echo "dev=$d"; 
 echo x > /dev/null && echo "devnull=ok"
 [ -e /dev/ptmx ] && echo "ptmx=ok"
 $B grep -E '^(CapEff|CapBnd|CapInh|CapAmb|Seccomp|NoNewPrivs|Groups):' /proc/self/status | $B tr -d '\t' | $B tr -s ' '
-[ -s /proc/kcore ] || echo "kcore=masked"
+[ -c /proc/interrupts ] && echo "interrupts=masked"
 echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || echo "procsys=ro"
 echo x > /sys/kernel/xx 2>/dev/null || echo "sys=ro"
 echo "cgroup=$($B ls /sys/fs/cgroup | $B tr '\n' ' ')"
@@ -56,6 +56,14 @@ fn run_container(id: &str, bundle: &Path, state_root: &Path, out: &Path) -> i32 
     // SAFETY: the child runs libcontainer single-threaded and leaves with _exit.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
+            // libcontainer reports details through tracing: keep them for the failure message.
+            if let Ok(f) = std::fs::File::create(out.with_extension("trace")) {
+                tracing_subscriber::fmt()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_ansi(false)
+                    .with_max_level(tracing::Level::WARN)
+                    .init();
+            }
             let code = (|| -> Result<i32, String> {
                 let stdout = std::fs::File::create(out).map_err(|e| e.to_string())?;
                 let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
@@ -93,20 +101,9 @@ fn run_container(id: &str, bundle: &Path, state_root: &Path, out: &Path) -> i32 
     }
 }
 
-#[test]
-fn default_spec_runs_under_libcontainer() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bundle = tmp.path().join("bundle");
-    let rootfs = bundle.join("rootfs");
-    make_rootfs(&rootfs);
-    let hosts = tmp.path().join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 localhost berth-test\n").unwrap();
-
-    let id = unique("berth-rt");
-    let parent = unique("berth-test");
-    let cg = cgroups::cgroups_path(&parent, &id);
-    let input = SpecInput {
-        rootfs: rootfs.clone(),
+fn base_input(rootfs: &Path, hosts: PathBuf, cg: &str) -> SpecInput {
+    SpecInput {
+        rootfs: rootfs.to_path_buf(),
         readonly_rootfs: false,
         args: vec![
             "/bin/busybox".into(),
@@ -133,7 +130,7 @@ fn default_spec_runs_under_libcontainer() {
             cpu_shares: 0,
             pids_limit: 100,
         },
-        cgroups_path: cg.clone(),
+        cgroups_path: cg.to_string(),
         mounts: vec![BindMount {
             source: hosts,
             destination: "/etc/hosts".into(),
@@ -141,7 +138,22 @@ fn default_spec_runs_under_libcontainer() {
         }],
         netns_path: None,
         host_network: false,
-    };
+    }
+}
+
+#[test]
+fn default_spec_runs_under_libcontainer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    make_rootfs(&rootfs);
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost berth-test\n").unwrap();
+
+    let id = unique("berth-rt");
+    let parent = unique("berth-test");
+    let cg = cgroups::cgroups_path(&parent, &id);
+    let input = base_input(&rootfs, hosts, &cg);
     let spec = spec::build(&input).unwrap();
     spec.save(bundle.join("config.json")).unwrap();
 
@@ -150,7 +162,8 @@ fn default_spec_runs_under_libcontainer() {
     let out: PathBuf = tmp.path().join("out.txt");
     let code = run_container(&id, &bundle, &state_root, &out);
     let output = std::fs::read_to_string(&out).unwrap_or_default();
-    let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+    let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
+        + &std::fs::read_to_string(out.with_extension("trace")).unwrap_or_default();
     let _ = cgroups::remove(&cg);
     let _ = cgroups::remove(&format!("/{parent}"));
     assert_eq!(code, 0, "exit {code}\nerr: {err}\noutput:\n{output}");
@@ -174,7 +187,7 @@ fn default_spec_runs_under_libcontainer() {
         "Seccomp:2",
         "NoNewPrivs:0",
         "Groups:10 20",
-        "kcore=masked",
+        "interrupts=masked",
         "procsys=ro",
         "sys=ro",
         "memlimit=67108864",
@@ -197,4 +210,64 @@ fn default_spec_runs_under_libcontainer() {
     }
     // The container's cgroup directories are gone.
     assert!(cgroups::children(&parent).is_empty());
+}
+
+const PRIV_SCRIPT: &str = r#"
+B=/bin/busybox
+$B grep -E '^(CapEff|Seccomp):' /proc/self/status | $B tr -d '\t'
+[ -c /proc/interrupts ] || echo "interrupts=visible"
+$B mount | $B grep ' /sys type sysfs' | $B grep -q '(rw' && echo "sys=rw"
+[ -c /dev/kmsg ] && echo "kmsg=ok"
+$B head -c 1 /dev/kmsg >/dev/null 2>&1 && echo "kmsgread=ok"
+"#;
+
+#[test]
+fn privileged_spec_runs_under_libcontainer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    make_rootfs(&rootfs);
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(&hosts, "").unwrap();
+    let id = unique("berth-rtp");
+    let parent = unique("berth-test");
+    let cg = cgroups::cgroups_path(&parent, &id);
+    let mut input = base_input(&rootfs, hosts, &cg);
+    input.privileged = true;
+    input.args = vec![
+        "/bin/busybox".into(),
+        "sh".into(),
+        "-c".into(),
+        PRIV_SCRIPT.into(),
+    ];
+    spec::build(&input)
+        .unwrap()
+        .save(bundle.join("config.json"))
+        .unwrap();
+    let state_root = tmp.path().join("state");
+    std::fs::create_dir_all(&state_root).unwrap();
+    let out = tmp.path().join("out.txt");
+    let code = run_container(&id, &bundle, &state_root, &out);
+    let output = std::fs::read_to_string(&out).unwrap_or_default();
+    let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
+        + &std::fs::read_to_string(out.with_extension("trace")).unwrap_or_default();
+    let _ = cgroups::remove(&cg);
+    let _ = cgroups::remove(&format!("/{parent}"));
+    assert_eq!(code, 0, "exit {code}\nerr: {err}\noutput:\n{output}");
+    eprintln!("{output}");
+    let has = |line: &str| output.lines().any(|l| l.trim() == line);
+    let mask: u64 = berth_runtime::caps::all_caps()
+        .iter()
+        .filter_map(|c| berth_runtime::caps::cap_number(c))
+        .fold(0, |m, i| m | (1u64 << i));
+    for want in [
+        format!("CapEff:{mask:016x}"),
+        "Seccomp:0".to_string(),
+        "interrupts=visible".to_string(),
+        "sys=rw".to_string(),
+        "kmsg=ok".to_string(),
+        "kmsgread=ok".to_string(),
+    ] {
+        assert!(has(&want), "missing {want:?} in:\n{output}");
+    }
 }
