@@ -740,8 +740,14 @@ impl ImageService {
     }
 
     /// Delete an image record with its config blob, and the layers (blobs and dirs) no other
-    /// image uses. Returns the response items and the bytes of layers removed.
-    fn delete_image(&self, rec: &ImageRecord) -> Result<(Vec<ImageDeleteResponseItem>, u64)> {
+    /// image uses. Returns the response items and the bytes of layers removed. With
+    /// `keep_files` (a forced delete while a stopped container still uses the image), the blobs
+    /// and layer dirs stay for that container.
+    fn delete_image(
+        &self,
+        rec: &ImageRecord,
+        keep_files: bool,
+    ) -> Result<(Vec<ImageDeleteResponseItem>, u64)> {
         let others: Vec<ImageRecord> = self
             .db
             .list::<ImageRecord>(IMAGES_TABLE)?
@@ -770,6 +776,10 @@ impl ImageService {
             deleted: Some(rec.id.to_string()),
         }];
         let mut reclaimed = 0;
+        if keep_files {
+            self.emit("delete", &rec.id, &rec.id.to_string());
+            return Ok((items, 0));
+        }
         self.content.delete(&rec.id)?;
         for l in rec.layers.iter().rev() {
             if let Some(blob) = &l.blob {
@@ -903,7 +913,7 @@ impl ImageService {
         for t in &rec.repo_tags {
             items.push(self.untag(&id, t)?);
         }
-        let (deleted, _) = self.delete_image(&rec)?;
+        let (deleted, _) = self.delete_image(&rec, user.is_some())?;
         items.extend(deleted);
         // Parents left dangling and unused go too (Docker's default prune of rmi).
         let mut parent = rec.parent.clone();
@@ -912,7 +922,7 @@ impl ImageService {
             if !prec.repo_tags.is_empty() || in_use(&p).is_some() || self.has_children(&p)? {
                 break;
             }
-            let (deleted, _) = self.delete_image(&prec)?;
+            let (deleted, _) = self.delete_image(&prec, false)?;
             items.extend(deleted);
             parent = prec.parent.clone();
         }
@@ -945,7 +955,7 @@ impl ImageService {
                 for t in &rec.repo_tags {
                     items.push(self.untag(&rec.id, t)?);
                 }
-                let (deleted, bytes) = self.delete_image(&rec)?;
+                let (deleted, bytes) = self.delete_image(&rec, false)?;
                 items.extend(deleted);
                 reclaimed += bytes;
             }
@@ -1274,6 +1284,24 @@ pub(crate) mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        // Forced delete by id with a stopped container: the record goes, the files stay.
+        let c = make_image(
+            &svc,
+            &[layer_tar("c", b"c")],
+            &[],
+            "2024-01-01T00:00:02Z",
+            &["c"],
+            None,
+        );
+        let c_chain = svc.get(&c).unwrap().unwrap().layers[0].chain_id.clone();
+        let stopped_c = |d: &Digest| (d == &c).then(|| ("c0ffee0123456789".to_string(), false));
+        let r = svc.remove(c.hex(), true, &stopped_c).unwrap();
+        assert_eq!(r[0].untagged.as_deref(), Some("c:latest"));
+        assert_eq!(r[1].deleted.as_deref(), Some(c.to_string().as_str()));
+        assert!(svc.get(&c).unwrap().is_none());
+        assert!(svc.layers.exists(&c_chain));
+        assert!(svc.content.exists(&c));
+
         // Forced tag removal while running: untagged, image kept.
         let r = svc.remove("a:2", true, &running).unwrap();
         assert_eq!(r.len(), 1);
