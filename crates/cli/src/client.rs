@@ -101,9 +101,9 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
     }
     let mut map = serde_json::Map::new();
     for f in filters {
-        let (k, v) = f.split_once('=').ok_or_else(|| {
-            CliError::Usage(format!("bad format of filter (expected name=value)"))
-        })?;
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage("bad format of filter (expected name=value)".into()))?;
         let entry = map
             .entry(k.trim().to_lowercase())
             .or_insert_with(|| serde_json::Value::Object(Default::default()));

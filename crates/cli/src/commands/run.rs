@@ -62,9 +62,10 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
         Some(c) if name == RestartPolicyNameEnum::ON_FAILURE => {
             Some(c.parse::<i64>().map_err(|_| bad())?)
         }
-        Some(_) => return Err(CliError::Usage(format!(
+        Some(_) => return Err(CliError::Usage(
             "invalid restart policy format: maximum retry count can only be used with 'on-failure'"
-        ))),
+                .into(),
+        )),
         None => None,
     };
     Ok(RestartPolicy {
@@ -444,13 +445,13 @@ async fn attach_and_wait(
                 .await;
         }
     }
-    let _writer_keepalive;
-    if o.stdin {
+    // Without stdin the write half stays open (dropping it would half-close the stream).
+    let _writer_keepalive = if o.stdin {
         tokio::spawn(pump_stdin(h.writer));
-        _writer_keepalive = None;
+        None
     } else {
-        _writer_keepalive = Some(h.writer);
-    }
+        Some(h.writer)
+    };
     let pumped = pump_output(h.leftover, h.reader, o.tty).await;
     drop(_raw);
     let status: Value = read_json(wait).await?;
