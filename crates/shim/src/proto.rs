@@ -44,8 +44,14 @@ pub struct ShimOptions {
 pub enum Request {
     Start,
     Wait,
-    Kill { signal: i32 },
-    Attach { stdin: bool, stdout: bool, stderr: bool },
+    Kill {
+        signal: i32,
+    },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
     State,
 }
 
