@@ -164,7 +164,7 @@ fn detach(state_dir: &Path) -> std::result::Result<(), String> {
 fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("BERTH_SHIM_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,libcontainer=warn,libcgroups=warn")
+            tracing_subscriber::EnvFilter::new("info,libcontainer=warn,libcgroups=error")
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -330,12 +330,8 @@ impl Shim {
         }
 
         // Wait for the init without reaping, so that Kill never signals a recycled pid.
-        loop {
-            match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                _ => break,
-            }
-        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), flags) {}
         let status = {
             let mut st = shared.lock();
             st.exiting = true;

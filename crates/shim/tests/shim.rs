@@ -87,7 +87,7 @@ impl Fixture {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for name in ["sh", "echo", "cat", "sleep"] {
+        for name in ["sh", "echo", "cat", "sleep", "ls"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(name)).unwrap();
         }
         let cgroup_parent = unique("berth-shimtest");
@@ -331,4 +331,51 @@ async fn missing_executable_is_reported_and_cleaned_up() {
         fx.leaf_cgroups()
     );
     assert!(!fx.state_dir.join(CTL_SOCKET).exists());
+}
+
+#[tokio::test]
+async fn tty_mode_merges_stderr_into_stdout() {
+    let mut fx = Fixture::new(&["sh", "-c", "echo a; echo b >&2; echo c"], false);
+    fx.opts.tty = true;
+    fx.spawn().await.unwrap();
+    let c = ShimClient::new(&fx.state_dir);
+    let mut att = c.attach(false, true, true).await.unwrap();
+    c.start().await.unwrap();
+    let (out, err) = with_timeout(read_frames(&mut att)).await;
+    assert_eq!(String::from_utf8_lossy(&out), "a\nb\nc\n");
+    assert!(err.is_empty());
+    assert_eq!(with_timeout(c.wait()).await.unwrap().exit_code, 0);
+    let logged = logs::read_all(&fx.opts.log_path, 1).unwrap();
+    assert!(logged.iter().all(|e| e.stream == Stream::Stdout));
+    assert_eq!(logged.len(), 3);
+    fx.assert_cleaned_up().await;
+}
+
+#[tokio::test]
+async fn missing_bundle_is_an_error() {
+    let fx = Fixture::new(&["sh"], false);
+    std::fs::remove_file(fx.opts.bundle.join("config.json")).unwrap();
+    let err = fx.spawn().await.unwrap_err();
+    assert!(matches!(err, ShimError::Runtime(_)), "{err:?}");
+    assert!(!fx.opts.runtime_root.join(&fx.id).exists());
+}
+
+#[tokio::test]
+async fn container_inherits_only_its_stdio() {
+    // The ready pipe, the shim's sockets and log files must not leak into the container.
+    let fx = Fixture::new(&["ls", "/proc/self/fd"], false);
+    fx.spawn().await.unwrap();
+    let c = ShimClient::new(&fx.state_dir);
+    let mut att = c.attach(false, true, true).await.unwrap();
+    c.start().await.unwrap();
+    let (out, err) = with_timeout(read_frames(&mut att)).await;
+    // 3 is the directory ls itself is reading.
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "0\n1\n2\n3\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&err)
+    );
+    assert_eq!(with_timeout(c.wait()).await.unwrap().exit_code, 0);
+    fx.assert_cleaned_up().await;
 }
