@@ -308,10 +308,10 @@ impl Shim {
                 container,
                 exiting: false,
                 exit: None,
-                clients: Vec::new(),
                 waiters: Vec::new(),
                 next_client: 0,
             }),
+            clients: Mutex::new(Vec::new()),
             stdin: Mutex::new(stdin_w),
             stdin_once: opts.stdin_once,
             pid,
@@ -388,7 +388,7 @@ impl Shim {
         for mut w in st.waiters.drain(..) {
             let _ = send_reply(&mut w, &reply);
         }
-        for c in st.clients.drain(..) {
+        for c in shared.clients().drain(..) {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
         let _ = std::fs::remove_file(&sock_path);
@@ -441,6 +441,8 @@ fn cleanup_failed_create(container_root: &Path) {
 
 struct Shared {
     state: Mutex<State>,
+    /// Attached clients (output goes to them).
+    clients: Mutex<Vec<Client>>,
     /// The container's stdin; None when closed or not open.
     stdin: Mutex<Option<File>>,
     stdin_once: bool,
@@ -450,6 +452,10 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn clients(&self) -> MutexGuard<'_, Vec<Client>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn close_stdin(&self) {
@@ -463,7 +469,6 @@ struct State {
     /// The init has exited (reaped or about to be): no more signals to its pid.
     exiting: bool,
     exit: Option<ExitStatus>,
-    clients: Vec<Client>,
     /// Connections waiting for the exit status.
     waiters: Vec<UnixStream>,
     next_client: u64,
@@ -634,7 +639,7 @@ fn attach(mut stream: UnixStream, shared: &Shared, stdin: bool, stdout: bool, st
         let Ok(out) = stream.try_clone() else { return };
         let id = st.next_client;
         st.next_client += 1;
-        st.clients.push(Client {
+        shared.clients().push(Client {
             id,
             stream: out,
             stdout,
@@ -710,8 +715,8 @@ fn pump(fd: OwnedFd, stream: Stream, shared: &Shared, log: &Mutex<LogWriter>) {
         frame.extend_from_slice(&[frame_type, 0, 0, 0]);
         frame.extend_from_slice(&(n as u32).to_be_bytes());
         frame.extend_from_slice(data);
-        let mut st = shared.lock();
-        st.clients.retain_mut(|c| {
+        // A separate lock: a slow client must not hold up start/kill/wait.
+        shared.clients().retain_mut(|c| {
             let wanted = match stream {
                 Stream::Stdout => c.stdout,
                 Stream::Stderr => c.stderr,
