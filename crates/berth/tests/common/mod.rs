@@ -1,8 +1,9 @@
 //! Shared harness for berth's integration tests: a private engine per test, the real docker CLI
 //! against it, raw HTTP over its unix socket, and a busybox rootfs to import.
 //!
-//! Every `TestDaemon` lives in `/tmp/berth-test-<rand>/` (`data/`, `exec/`, `daemon.log`,
-//! `docker-config/`) and uses the cgroup parent `berth-test-<rand>`. Dropping it kills the engine,
+//! Every `TestDaemon` lives in `/tmp/bt-<rand>/` (`data/`, `run/` (the exec-root), `daemon.log`,
+//! `docker-config/`) and uses the cgroup parent `berth-test-<rand>`. The dir names are short on
+//! purpose: `<exec-root>/shims/<64-hex id>/ctl.sock` must fit in a unix socket address (108 bytes). Dropping it kills the engine,
 //! every shim and container process, removes its cgroups, unmounts everything below its dirs and
 //! removes them. Set `BERTH_TEST_KEEP=1` to keep the dirs (the log) of a failed test for reading,
 //! `BERTH_TEST_DEBUG=1` to start the engine with `--debug`.
@@ -29,7 +30,7 @@ const CMD_TIMEOUT: Duration = Duration::from_secs(120);
 const API_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct TestDaemon {
-    /// `/tmp/berth-test-<rand>`: parent of everything below.
+    /// `/tmp/bt-<rand>`: parent of everything below.
     base: PathBuf,
     data_root: PathBuf,
     exec_root: PathBuf,
@@ -50,9 +51,9 @@ impl TestDaemon {
     /// Like [`TestDaemon::start`], with extra `berth daemon` flags (kept across `restart`).
     pub fn start_with_args(extra: &[&str]) -> TestDaemon {
         let rand = random_hex(8);
-        let base = PathBuf::from(format!("/tmp/berth-test-{rand}"));
+        let base = PathBuf::from(format!("/tmp/bt-{rand}"));
         let data_root = base.join("data");
-        let exec_root = base.join("exec");
+        let exec_root = base.join("run");
         let docker_config = base.join("docker-config");
         for d in [&base, &data_root, &exec_root, &docker_config] {
             if let Err(e) = fs::create_dir_all(d) {
@@ -92,7 +93,7 @@ impl TestDaemon {
     pub fn socket(&self) -> &Path {
         &self.socket
     }
-    /// `unix:///tmp/berth-test-<rand>/exec/berth.sock`
+    /// `unix:///tmp/bt-<rand>/run/berth.sock`
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
