@@ -8,7 +8,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use berth_engine::containers::{parse_time, AttachStreams, CreateRequest, ListOptions, LogOptions, WaitCondition};
+use berth_engine::containers::{
+    parse_time, AttachStreams, CreateRequest, ListOptions, LogOptions, WaitCondition,
+};
 use berth_shim::logs::Stream;
 use serde_json::json;
 
@@ -38,23 +40,47 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/resize", post(resize))
 }
 
-async fn list(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResult<Json<serde_json::Value>> {
-    let opts = ListOptions { all: flag(&q, "all"), limit: int(&q, "limit")?.unwrap_or(0), filters: filters(&q)? };
+async fn list(
+    State(e): State<AppState>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let opts = ListOptions {
+        all: flag(&q, "all"),
+        limit: int(&q, "limit")?.unwrap_or(0),
+        filters: filters(&q)?,
+    };
     let v = e.containers.list(&opts)?;
     Ok(Json(serde_json::Value::Array(v)))
 }
 
-async fn create(State(e): State<AppState>, AxQuery(q): AxQuery<Query>, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(e): State<AppState>,
+    AxQuery(q): AxQuery<Query>,
+    body: Bytes,
+) -> ApiResult<Response> {
     if body.is_empty() {
-        return Err(ApiError::bad_request("config cannot be empty in order to create a container"));
+        return Err(ApiError::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
     }
-    let parsed = serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid JSON: {err}")))?;
-    let req = CreateRequest { name: q.get("name").cloned(), body: parsed };
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad_request(format!("invalid JSON: {err}")))?;
+    let req = CreateRequest {
+        name: q.get("name").cloned(),
+        body: parsed,
+    };
     let (id, warnings) = e.containers.create(req).await?;
-    Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warnings": warnings}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": id, "Warnings": warnings})),
+    )
+        .into_response())
 }
 
-async fn inspect(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn inspect(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(e.containers.inspect(&id)?))
 }
 
@@ -70,24 +96,46 @@ fn timeout(q: &Query) -> ApiResult<Option<i64>> {
     }
 }
 
-async fn stop(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<StatusCode> {
-    e.containers.stop(&id, timeout(&q)?, q.get("signal").map(|s| s.as_str())).await?;
+async fn stop(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<StatusCode> {
+    e.containers
+        .stop(&id, timeout(&q)?, q.get("signal").map(|s| s.as_str()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn restart(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<StatusCode> {
-    e.containers.restart(&id, timeout(&q)?, q.get("signal").map(|s| s.as_str())).await?;
+async fn restart(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<StatusCode> {
+    e.containers
+        .restart(&id, timeout(&q)?, q.get("signal").map(|s| s.as_str()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn kill(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<StatusCode> {
-    e.containers.kill(&id, q.get("signal").map(|s| s.as_str())).await?;
+async fn kill(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<StatusCode> {
+    e.containers
+        .kill(&id, q.get("signal").map(|s| s.as_str()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Headers go out at once (the CLI waits for them before it starts the container); the body
 /// follows when the condition is met.
-async fn wait(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<Response> {
+async fn wait(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Response> {
     let cond = WaitCondition::parse(q.get("condition").map(|s| s.as_str()).unwrap_or(""))?;
     let c = e.containers.get(&id)?;
     let svc = e.containers.clone();
@@ -99,18 +147,32 @@ async fn wait(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQ
         Ok::<_, Infallible>(Bytes::from(format!("{body}\n")))
     };
     let s = futures_util::stream::once(fut);
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(s)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(s),
+    )
+        .into_response())
 }
 
-async fn remove(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<StatusCode> {
     if flag(&q, "link") {
         return Err(ApiError::bad_request("legacy links are not supported"));
     }
-    e.containers.remove(&id, flag(&q, "force"), flag(&q, "v")).await?;
+    e.containers
+        .remove(&id, flag(&q, "force"), flag(&q, "v"))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rename(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<StatusCode> {
+async fn rename(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<StatusCode> {
     let name = q.get("name").cloned().unwrap_or_default();
     e.containers.rename(&id, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -126,12 +188,22 @@ async fn unpause(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn top(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<Json<serde_json::Value>> {
-    let (titles, procs) = e.containers.top(&id, q.get("ps_args").map(|s| s.as_str()).unwrap_or("")).await?;
+async fn top(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (titles, procs) = e
+        .containers
+        .top(&id, q.get("ps_args").map(|s| s.as_str()).unwrap_or(""))
+        .await?;
     Ok(Json(json!({"Titles": titles, "Processes": procs})))
 }
 
-async fn prune(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResult<Json<serde_json::Value>> {
+async fn prune(
+    State(e): State<AppState>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Json<serde_json::Value>> {
     let f = filters(&q)?;
     let labels = f.get("label").cloned().unwrap_or_default();
     let until = match f.get("until").and_then(|v| v.first()) {
@@ -145,12 +217,18 @@ async fn prune(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResu
             None => l.contains_key(want),
         });
         let until_ok = until
-            .map(|u| chrono::DateTime::parse_from_rfc3339(&r.created).map(|c| c < u).unwrap_or(true))
+            .map(|u| {
+                chrono::DateTime::parse_from_rfc3339(&r.created)
+                    .map(|c| c < u)
+                    .unwrap_or(true)
+            })
             .unwrap_or(true);
         !(label_ok && until_ok)
     };
     let removed = e.containers.prune(&keep).await?;
-    Ok(Json(json!({"ContainersDeleted": removed, "SpaceReclaimed": 0})))
+    Ok(Json(
+        json!({"ContainersDeleted": removed, "SpaceReclaimed": 0}),
+    ))
 }
 
 /// Docker's multiplexed frame: stream byte, 3 zeros, big-endian length, payload.
@@ -163,14 +241,24 @@ pub fn frame(stream: u8, payload: &[u8]) -> Bytes {
     b.into()
 }
 
-async fn logs(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<Response> {
+async fn logs(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Response> {
     let (stdout, stderr) = (flag(&q, "stdout"), flag(&q, "stderr"));
     if !stdout && !stderr {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let tail = match q.get("tail").map(|s| s.as_str()) {
         None | Some("") | Some("all") => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid tail value {t:?}")))?.max(0) as usize),
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid tail value {t:?}")))?
+                .max(0) as usize,
+        ),
     };
     let opts = LogOptions {
         follow: flag(&q, "follow"),
@@ -191,7 +279,11 @@ async fn logs(State(e): State<AppState>, Path(id): Path<String>, AxQuery(q): AxQ
         };
         Some((Ok::<_, Infallible>(b), rx))
     });
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let ct = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
     Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(s)).into_response())
 }
 
@@ -201,7 +293,11 @@ async fn attach(
     AxQuery(q): AxQuery<Query>,
     req: Request,
 ) -> ApiResult<Response> {
-    let streams = AttachStreams { stdin: flag(&q, "stdin"), stdout: flag(&q, "stdout"), stderr: flag(&q, "stderr") };
+    let streams = AttachStreams {
+        stdin: flag(&q, "stdin"),
+        stdout: flag(&q, "stdout"),
+        stderr: flag(&q, "stderr"),
+    };
     let (tty, target) = e.containers.attach(&id, streams).await?;
     hijack::upgrade(req, tty, target).await
 }

@@ -45,12 +45,18 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("page not found: {}", uri.path()))
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("page not found: {}", uri.path()),
+    )
 }
 
 /// Run blocking engine work off the async threads.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> berth_engine::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::from)
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
 }

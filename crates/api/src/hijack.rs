@@ -34,16 +34,27 @@ pub async fn upgrade(mut req: Request, tty: bool, target: AttachTarget) -> ApiRe
         };
         pump(client, shim, tty).await;
     });
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let ct = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
     let mut resp = Response::builder()
-        .status(if wants_upgrade { StatusCode::SWITCHING_PROTOCOLS } else { StatusCode::OK })
+        .status(if wants_upgrade {
+            StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            StatusCode::OK
+        })
         .header(header::CONTENT_TYPE, ct);
     if wants_upgrade {
-        resp = resp.header(header::CONNECTION, "Upgrade").header(header::UPGRADE, "tcp");
+        resp = resp
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "tcp");
     }
     let mut resp = resp.body(Body::empty()).map_err(ApiError::internal)?;
     if wants_upgrade {
-        resp.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
+        resp.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
     }
     let _ = HeaderValue::from_static("");
     Ok(resp)
@@ -75,7 +86,8 @@ where
         let mut ok = true;
         while left > 0 {
             let n = left.min(buf.len());
-            if sr.read_exact(&mut buf[..n]).await.is_err() || cw.write_all(&buf[..n]).await.is_err() {
+            if sr.read_exact(&mut buf[..n]).await.is_err() || cw.write_all(&buf[..n]).await.is_err()
+            {
                 ok = false;
                 break;
             }

@@ -27,13 +27,20 @@ pub fn routes() -> Router<AppState> {
         .route("/images/load", post(load))
         .route("/images/get", get(save_many))
         .route("/images/prune", post(prune))
-        .route("/images/{*rest}", get(get_dispatch).post(post_dispatch).delete(remove))
+        .route(
+            "/images/{*rest}",
+            get(get_dispatch).post(post_dispatch).delete(remove),
+        )
 }
 
 /// All values of a repeated query parameter (`names=a&names=b`).
 fn multi(raw: &Option<String>, key: &str) -> Vec<String> {
     let Some(raw) = raw else { return Vec::new() };
-    url_pairs(raw).into_iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect()
+    url_pairs(raw)
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 fn url_pairs(raw: &str) -> Vec<(String, String)> {
@@ -42,14 +49,19 @@ fn url_pairs(raw: &str) -> Vec<(String, String)> {
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().to_string()
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .to_string()
             };
             (dec(k), dec(v))
         })
         .collect()
 }
 
-async fn list(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResult<Json<serde_json::Value>> {
+async fn list(
+    State(e): State<AppState>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Json<serde_json::Value>> {
     let f = filters(&q)?;
     let mut imf = ImageFilters::default();
     for (k, vals) in &f {
@@ -59,7 +71,11 @@ async fn list(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResul
                 imf.dangling = Some(match v {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err(ApiError::bad_request(format!("invalid filter 'dangling={v}'"))),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid filter 'dangling={v}'"
+                        )))
+                    }
                 });
             }
             "reference" => imf.reference = vals.clone(),
@@ -72,7 +88,9 @@ async fn list(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResul
     let counts = e.containers.count_by_image();
     let images = e.images.clone();
     let list = blocking(move || images.list(all, &imf, &counts)).await?;
-    Ok(Json(serde_json::to_value(list).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(list).map_err(ApiError::internal)?,
+    ))
 }
 
 async fn get_dispatch(State(e): State<AppState>, Path(rest): Path<String>) -> ApiResult<Response> {
@@ -90,7 +108,10 @@ async fn get_dispatch(State(e): State<AppState>, Path(rest): Path<String>) -> Ap
     if let Some(name) = rest.strip_suffix("/get") {
         return save(e, vec![name.to_string()]).await;
     }
-    Err(ApiError(StatusCode::NOT_FOUND, format!("page not found: /images/{rest}")))
+    Err(ApiError(
+        StatusCode::NOT_FOUND,
+        format!("page not found: /images/{rest}"),
+    ))
 }
 
 async fn post_dispatch(
@@ -101,7 +122,9 @@ async fn post_dispatch(
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").cloned().unwrap_or_default();
         if repo.is_empty() {
-            return Err(ApiError::bad_request("repository name must have at least one component"));
+            return Err(ApiError::bad_request(
+                "repository name must have at least one component",
+            ));
         }
         let tag = q.get("tag").cloned().filter(|t| !t.is_empty());
         let name = name.to_string();
@@ -110,12 +133,22 @@ async fn post_dispatch(
         return Ok(StatusCode::CREATED.into_response());
     }
     if rest.ends_with("/push") {
-        return Err(ApiError(StatusCode::NOT_IMPLEMENTED, "push is not supported by this engine yet".into()));
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "push is not supported by this engine yet".into(),
+        ));
     }
-    Err(ApiError(StatusCode::NOT_FOUND, format!("page not found: /images/{rest}")))
+    Err(ApiError(
+        StatusCode::NOT_FOUND,
+        format!("page not found: /images/{rest}"),
+    ))
 }
 
-async fn remove(State(e): State<AppState>, Path(name): Path<String>, AxQuery(q): AxQuery<Query>) -> ApiResult<Response> {
+async fn remove(
+    State(e): State<AppState>,
+    Path(name): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<Response> {
     let force = flag(&q, "force");
     let images = e.images.clone();
     let containers = e.containers.clone();
@@ -125,7 +158,10 @@ async fn remove(State(e): State<AppState>, Path(name): Path<String>, AxQuery(q):
 
 async fn prune(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiResult<Response> {
     let f = filters(&q)?;
-    let all = f.get("dangling").map(|v| v.iter().any(|s| s == "false" || s == "0")).unwrap_or(false);
+    let all = f
+        .get("dangling")
+        .map(|v| v.iter().any(|s| s == "false" || s == "0"))
+        .unwrap_or(false);
     let images = e.images.clone();
     let containers = e.containers.clone();
     let (deleted, space) =
@@ -139,12 +175,24 @@ fn body_reader(body: Body) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
 }
 
 /// `POST /images/create`: `fromSrc=-` imports the body; `fromImage` would pull (not yet).
-async fn create(State(e): State<AppState>, RawQuery(raw): RawQuery, body: Body) -> ApiResult<Response> {
+async fn create(
+    State(e): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> ApiResult<Response> {
     let pairs = url_pairs(raw.as_deref().unwrap_or(""));
-    let get1 = |k: &str| pairs.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    let get1 = |k: &str| {
+        pairs
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
     if let Some(src) = get1("fromSrc") {
         if src != "-" {
-            return Err(ApiError::bad_request("importing from a URL is not supported; use fromSrc=-"));
+            return Err(ApiError::bad_request(
+                "importing from a URL is not supported; use fromSrc=-",
+            ));
         }
         let reference = match (get1("repo"), get1("tag")) {
             (Some(r), Some(t)) => Some(format!("{r}:{t}")),
@@ -153,7 +201,11 @@ async fn create(State(e): State<AppState>, RawQuery(raw): RawQuery, body: Body) 
         };
         let opts = ImportOptions {
             reference,
-            changes: pairs.iter().filter(|(k, _)| k == "changes").map(|(_, v)| v.clone()).collect(),
+            changes: pairs
+                .iter()
+                .filter(|(k, _)| k == "changes")
+                .map(|(_, v)| v.clone())
+                .collect(),
             message: get1("message"),
             platform: get1("platform"),
         };
@@ -174,12 +226,21 @@ async fn create(State(e): State<AppState>, RawQuery(raw): RawQuery, body: Body) 
     Err(ApiError::bad_request("fromSrc or fromImage is required"))
 }
 
-async fn load(State(e): State<AppState>, AxQuery(q): AxQuery<Query>, body: Body) -> ApiResult<Response> {
+async fn load(
+    State(e): State<AppState>,
+    AxQuery(q): AxQuery<Query>,
+    body: Body,
+) -> ApiResult<Response> {
     let _quiet = flag(&q, "quiet");
     let images = e.images.clone();
     let mut r = body_reader(body);
     let lines = blocking(move || archive::load(&images, &mut r)).await?;
-    Ok(json_lines(lines.into_iter().map(|l| json!({"stream": format!("{l}\n")})).collect()))
+    Ok(json_lines(
+        lines
+            .into_iter()
+            .map(|l| json!({"stream": format!("{l}\n")}))
+            .collect(),
+    ))
 }
 
 fn json_lines(items: Vec<serde_json::Value>) -> Response {
@@ -224,12 +285,18 @@ async fn save(e: AppState, names: Vec<String>) -> ApiResult<Response> {
     tokio::task::spawn_blocking(move || {
         let tx2 = tx.clone();
         let mut w = io::BufWriter::with_capacity(256 * 1024, ChanWriter(tx));
-        let res = archive::save(&images, &names, &mut w).and_then(|_| w.flush().map_err(Into::into));
+        let res =
+            archive::save(&images, &names, &mut w).and_then(|_| w.flush().map_err(Into::into));
         if let Err(err) = res {
             tracing::warn!("save: {err}");
             let _ = tx2.blocking_send(Err(io::Error::other(err.to_string())));
         }
     });
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(s)).into_response())
+    let s =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(s),
+    )
+        .into_response())
 }

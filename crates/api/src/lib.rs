@@ -39,7 +39,9 @@ pub fn router(engine: AppState) -> Router {
 
 /// Serve the API on every socket until SIGINT/SIGTERM.
 pub async fn serve(cfg: EngineConfig, sockets: Vec<PathBuf>) -> anyhow::Result<()> {
-    let engine = Engine::open(cfg).await.map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+    let engine = Engine::open(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
     let app = router(engine.clone());
     let svc = axum::ServiceExt::<Request>::into_make_service(
         tower::util::MapRequestLayer::new(version::strip_version).layer(app),
@@ -56,7 +58,9 @@ pub async fn serve(cfg: EngineConfig, sockets: Vec<PathBuf>) -> anyhow::Result<(
         set_socket_group(&path);
         tracing::info!("API listening on unix://{}", path.display());
         let svc = svc.clone();
-        tasks.push(tokio::spawn(async move { axum::serve(listener, svc).await }));
+        tasks.push(tokio::spawn(
+            async move { axum::serve(listener, svc).await },
+        ));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -26,18 +26,31 @@ pub fn int(q: &Query, key: &str) -> Result<Option<i64>, ApiError> {
 
 /// The `filters` parameter: `{"k":["v"]}` or the legacy `{"k":{"v":true}}`.
 pub fn filters(q: &Query) -> Result<HashMap<String, Vec<String>>, ApiError> {
-    let Some(raw) = q.get("filters").filter(|s| !s.is_empty()) else { return Ok(HashMap::new()) };
-    let v: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
+    let Some(raw) = q.get("filters").filter(|s| !s.is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
     let mut out = HashMap::new();
     for (k, val) in obj {
         let vals: Vec<String> = match val {
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
-            serde_json::Value::Object(o) => {
-                o.iter().filter(|(_, b)| b.as_bool().unwrap_or(false)).map(|(s, _)| s.clone()).collect()
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .filter(|(_, b)| b.as_bool().unwrap_or(false))
+                .map(|(s, _)| s.clone())
+                .collect(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter value for {k}"
+                )))
             }
-            _ => return Err(ApiError::bad_request(format!("invalid filter value for {k}"))),
         };
         out.insert(k.clone(), vals);
     }

@@ -34,14 +34,22 @@ async fn ping() -> Response {
     h.insert("OSType", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Builder-Version", HeaderValue::from_static("1"));
-    h.insert("Server", HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
 fn kernel() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default()
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().to_string())
+        .unwrap_or_default()
 }
 
 async fn version() -> Json<serde_json::Value> {
@@ -92,8 +100,10 @@ fn os_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "Linux".into())
 }
@@ -101,15 +111,23 @@ fn os_name() -> String {
 async fn info(State(e): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let recs: Vec<_> = e.containers.all().iter().map(|c| c.snapshot()).collect();
     use berth_engine::containers::Status;
-    let running = recs.iter().filter(|r| r.state.status == Status::Running).count();
-    let paused = recs.iter().filter(|r| r.state.status == Status::Paused).count();
+    let running = recs
+        .iter()
+        .filter(|r| r.state.status == Status::Running)
+        .count();
+    let paused = recs
+        .iter()
+        .filter(|r| r.state.status == Status::Paused)
+        .count();
     let images = e.images.clone();
     let n_images = crate::error::blocking(move || images.all()).await?.len();
     let cgv = match berth_runtime::cgroups::mode() {
         berth_runtime::cgroups::CgroupMode::Unified => "2",
         _ => "1",
     };
-    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_default();
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_string())
+        .unwrap_or_default();
     Ok(Json(json!({
         "ID": "berth",
         "Containers": recs.len(),
@@ -172,11 +190,14 @@ fn event_matches(ev: &Event, f: &HashMap<String, Vec<String>>) -> bool {
         }
         let ok = match k.as_str() {
             "type" => vals.iter().any(|v| v == &ev.typ),
-            "event" | "action" => vals.iter().any(|v| v == &ev.action || ev.action.starts_with(&format!("{v}:"))),
+            "event" | "action" => vals
+                .iter()
+                .any(|v| v == &ev.action || ev.action.starts_with(&format!("{v}:"))),
             "container" => {
                 ev.typ == "container"
                     && vals.iter().any(|v| {
-                        ev.actor.id.starts_with(v.as_str()) || ev.actor.attributes.get("name") == Some(v)
+                        ev.actor.id.starts_with(v.as_str())
+                            || ev.actor.attributes.get("name") == Some(v)
                     })
             }
             "image" => vals.iter().any(|v| {
@@ -185,7 +206,12 @@ fn event_matches(ev: &Event, f: &HashMap<String, Vec<String>>) -> bool {
                     || ev.actor.id == *v
             }),
             "label" => vals.iter().any(|v| match v.split_once('=') {
-                Some((lk, lv)) => ev.actor.attributes.get(lk).map(|x| x == lv).unwrap_or(false),
+                Some((lk, lv)) => ev
+                    .actor
+                    .attributes
+                    .get(lk)
+                    .map(|x| x == lv)
+                    .unwrap_or(false),
                 None => ev.actor.attributes.contains_key(v.as_str()),
             }),
             "scope" => vals.iter().any(|v| v == "local"),
@@ -279,6 +305,8 @@ where
         }
         producer(tx).await;
     });
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
     Body::from_stream(s)
 }

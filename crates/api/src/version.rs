@@ -20,7 +20,9 @@ pub struct ApiVersion(pub (u32, u32));
 /// both versioned and unversioned paths.
 pub fn strip_version(mut req: Request) -> Request {
     let path = req.uri().path();
-    let Some(rest) = path.strip_prefix("/v") else { return req };
+    let Some(rest) = path.strip_prefix("/v") else {
+        return req;
+    };
     let (ver, tail) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => return req,

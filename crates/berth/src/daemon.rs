@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "berth daemon", about = "Run the berth engine (serves the Docker Engine API)")]
+#[command(
+    name = "berth daemon",
+    about = "Run the berth engine (serves the Docker Engine API)"
+)]
 struct DaemonArgs {
     /// Root directory of persistent state.
     #[arg(long, default_value = "/var/lib/berth")]
@@ -15,7 +18,11 @@ struct DaemonArgs {
     #[arg(long, default_value = "/run/berth")]
     exec_root: PathBuf,
     /// Daemon socket to listen on (unix:///path).
-    #[arg(short = 'H', long = "host", default_value = "unix:///run/berth/berth.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        default_value = "unix:///run/berth/berth.sock"
+    )]
     host: Vec<String>,
     /// Parent cgroup of every container.
     #[arg(long, default_value = "berth")]
@@ -36,10 +43,17 @@ pub fn run(args: &[OsString]) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let level = if a.debug { "debug".to_string() } else { a.log_level.clone() };
+    let level = if a.debug {
+        "debug".to_string()
+    } else {
+        a.log_level.clone()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let mut sockets = Vec::new();
     for h in &a.host {
@@ -60,7 +74,10 @@ pub fn run(args: &[OsString]) -> i32 {
     };
     let mut cfg = berth_engine::EngineConfig::new(&a.data_root, &a.exec_root, &exe);
     cfg.cgroup_parent = a.cgroup_parent;
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth daemon: {e}");

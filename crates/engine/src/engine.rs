@@ -29,20 +29,32 @@ impl Engine {
             std::fs::set_permissions(&c2.data_root, std::fs::Permissions::from_mode(0o711))?;
             std::fs::create_dir_all(&c2.exec_root)?;
             std::fs::set_permissions(&c2.exec_root, std::fs::Permissions::from_mode(0o700))?;
-            for d in [c2.containers_dir(), c2.shims_dir(), c2.runtime_root(), c2.tmp_dir()] {
+            for d in [
+                c2.containers_dir(),
+                c2.shims_dir(),
+                c2.runtime_root(),
+                c2.tmp_dir(),
+            ] {
                 std::fs::create_dir_all(&d)?;
             }
             // Whatever sits in tmp/ is from an interrupted operation.
             if let Ok(rd) = std::fs::read_dir(c2.tmp_dir()) {
                 for e in rd.flatten() {
-                    let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
                 }
             }
             let content = ContentStore::open(&c2.content_dir())?;
             let layers = LayerStore::open(&c2.layers_dir())?;
             let db = Arc::new(Db::open(&c2.db_path())?);
             let events = Arc::new(EventBus::new());
-            let images = Arc::new(ImageService::new(content, layers, db.clone(), events.clone(), c2.tmp_dir()));
+            let images = Arc::new(ImageService::new(
+                content,
+                layers,
+                db.clone(),
+                events.clone(),
+                c2.tmp_dir(),
+            ));
             images.reconcile()?;
             crate::hello::ensure(&images)?;
             Ok((images, db, events))
@@ -51,6 +63,12 @@ impl Engine {
         .map_err(|e| EngineError::Internal(e.to_string()))??;
         let containers = ContainerService::new(cfg.clone(), db, images.clone(), events.clone());
         containers.reconcile().await?;
-        Ok(Arc::new(Engine { cfg, events, images, containers, started: chrono::Utc::now() }))
+        Ok(Arc::new(Engine {
+            cfg,
+            events,
+            images,
+            containers,
+            started: chrono::Utc::now(),
+        }))
     }
 }

@@ -23,9 +23,10 @@ impl From<berth_store::StoreError> for EngineError {
     fn from(e: berth_store::StoreError) -> Self {
         use berth_store::StoreError as S;
         match e {
-            S::InvalidDigest(_) | S::UnsafeEntry { .. } | S::InvalidArchive(_) | S::DigestMismatch { .. } => {
-                EngineError::InvalidArgument(e.to_string())
-            }
+            S::InvalidDigest(_)
+            | S::UnsafeEntry { .. }
+            | S::InvalidArchive(_)
+            | S::DigestMismatch { .. } => EngineError::InvalidArgument(e.to_string()),
             S::NotFound(_) => EngineError::NotFound(e.to_string()),
             _ => EngineError::Internal(e.to_string()),
         }

@@ -52,7 +52,10 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> EventBus {
         let (tx, _) = broadcast::channel(HISTORY);
-        EventBus { tx, history: Mutex::new(VecDeque::with_capacity(HISTORY)) }
+        EventBus {
+            tx,
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+        }
     }
 
     /// Publish an event. `typ` is "container", "image", ...; `attributes` such as name, image.
@@ -63,13 +66,20 @@ impl EventBus {
         let ev = Event {
             typ: typ.to_string(),
             action: action.to_string(),
-            actor: Actor { id: id.to_string(), attributes: attributes.clone() },
+            actor: Actor {
+                id: id.to_string(),
+                attributes: attributes.clone(),
+            },
             scope: "local".to_string(),
             time: now.timestamp(),
             time_nano: nanos,
             status: legacy.then(|| action.to_string()),
             id: legacy.then(|| id.to_string()),
-            from: if typ == "container" { attributes.get("image").cloned() } else { None },
+            from: if typ == "container" {
+                attributes.get("image").cloned()
+            } else {
+                None
+            },
         };
         if let Ok(mut h) = self.history.lock() {
             if h.len() == HISTORY {
@@ -84,7 +94,11 @@ impl EventBus {
     /// the caller drops duplicates by timeNano.
     pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
         let rx = self.tx.subscribe();
-        let hist = self.history.lock().map(|h| h.iter().cloned().collect()).unwrap_or_default();
+        let hist = self
+            .history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
         (hist, rx)
     }
 }

@@ -124,7 +124,19 @@ impl ShimClient {
     }
 
     async fn connect(&self) -> Result<UnixStream> {
-        match UnixStream::connect(self.state_dir.join(CTL_SOCKET)).await {
+        let (_dir, path) = match crate::proto::short_socket_path(&self.state_dir, CTL_SOCKET) {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(ShimError::NotRunning(self.name()))
+            }
+            Err(e) => {
+                return Err(ShimError::Io {
+                    context: format!("open shim dir {}", self.name()),
+                    source: e,
+                })
+            }
+        };
+        match UnixStream::connect(&path).await {
             Ok(s) => Ok(s),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
                 Err(ShimError::NotRunning(self.name()))

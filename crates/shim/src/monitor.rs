@@ -164,13 +164,30 @@ fn detach(state_dir: &Path) -> std::result::Result<(), String> {
 fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("BERTH_SHIM_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,libcontainer=warn,libcgroups=error")
+            tracing_subscriber::EnvFilter::new(
+                "info,libcontainer=warn,libcontainer::seccomp=error,libcgroups=error",
+            )
         });
+    // Write through our own close-on-exec copy of shim.log, never through fd 2: the container's
+    // init process (forked from us) logs too, after fd 2 became the container's stderr.
+    let Ok(file) = dup_stderr_cloexec() else {
+        return;
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
+        .with_writer(std::sync::Mutex::new(file))
         .try_init();
+}
+
+fn dup_stderr_cloexec() -> std::io::Result<File> {
+    // SAFETY: F_DUPFD_CLOEXEC on fd 2 returns a new fd we own.
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 10) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// The shim after a successful create.
@@ -275,7 +292,9 @@ impl Shim {
             let log = LogWriter::open(&opts.log_path, opts.log_max_size, opts.log_max_file)
                 .map_err(|e| e.to_string())?;
             let _ = std::fs::remove_file(&sock_path);
-            let listener = UnixListener::bind(&sock_path)
+            let (_dir, short) = crate::proto::short_socket_path(state_dir, CTL_SOCKET)
+                .map_err(|e| format!("open {}: {e}", state_dir.display()))?;
+            let listener = UnixListener::bind(&short)
                 .map_err(|e| format!("bind {}: {e}", sock_path.display()))?;
             Ok((listener, log))
         })();

@@ -84,3 +84,20 @@ pub struct Ready {
     pub shim_pid: Option<i32>,
     pub error: Option<String>,
 }
+
+/// A socket path inside `dir` that fits in `sun_path` (108 bytes) however long `dir` is: the
+/// directory is opened (O_PATH) and addressed as `/proc/self/fd/N/<name>`. Keep the returned file
+/// alive until bind/connect returns.
+pub fn short_socket_path(
+    dir: &std::path::Path,
+    name: &str,
+) -> std::io::Result<(std::fs::File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let p = PathBuf::from(format!("/proc/self/fd/{}/{name}", f.as_raw_fd()));
+    Ok((f, p))
+}

@@ -34,16 +34,20 @@ impl AttachTarget {
     pub async fn stream(self) -> Result<UnixStream> {
         match self {
             AttachTarget::Ready(s) => Ok(s),
-            AttachTarget::Pending(rx) => {
-                rx.await.map_err(|_| EngineError::Conflict("container was removed before it started".into()))?
-            }
+            AttachTarget::Pending(rx) => rx.await.map_err(|_| {
+                EngineError::Conflict("container was removed before it started".into())
+            })?,
         }
     }
 }
 
 impl ContainerService {
     /// Returns whether the container has a TTY (raw stream) and the target.
-    pub async fn attach(self: &Arc<Self>, name: &str, s: AttachStreams) -> Result<(bool, AttachTarget)> {
+    pub async fn attach(
+        self: &Arc<Self>,
+        name: &str,
+        s: AttachStreams,
+    ) -> Result<(bool, AttachTarget)> {
         let c = self.get(name)?;
         // Hold the op lock so a concurrent start either sees our pending attach or is already done.
         let _g = c.op_lock.lock().await;
@@ -52,7 +56,9 @@ impl ContainerService {
         let stdin = s.stdin && rec.config.open_stdin.unwrap_or(false);
         match rec.state.status {
             Status::Running | Status::Paused => {
-                let stream = ShimClient::new(&self.shim_dir(&rec.id)).attach(stdin, s.stdout, s.stderr).await?;
+                let stream = ShimClient::new(&self.shim_dir(&rec.id))
+                    .attach(stdin, s.stdout, s.stderr)
+                    .await?;
                 Ok((tty, AttachTarget::Ready(stream)))
             }
             Status::Removing | Status::Dead => Err(EngineError::Conflict(format!(
@@ -62,7 +68,12 @@ impl ContainerService {
             _ => {
                 let (tx, rx) = oneshot::channel();
                 if let Ok(mut p) = c.pending_attach.lock() {
-                    p.push(PendingAttach { stdin, stdout: s.stdout, stderr: s.stderr, tx });
+                    p.push(PendingAttach {
+                        stdin,
+                        stdout: s.stdout,
+                        stderr: s.stderr,
+                        tx,
+                    });
                 }
                 Ok((tty, AttachTarget::Pending(rx)))
             }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
+use bollard_stubs::models::{
+    ContainerConfig, ContainerCreateBody, HostConfig, RestartPolicyNameEnum,
+};
 
 use super::{now_rfc3339, Container, ContainerService, Record, State};
 use crate::{EngineError, Result};
@@ -27,13 +29,31 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "admiring", "brave", "calm", "clever", "eager", "elegant", "festive", "gentle", "happy", "jolly",
-    "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender", "upbeat", "zealous",
+    "admiring", "brave", "calm", "clever", "eager", "elegant", "festive", "gentle", "happy",
+    "jolly", "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender", "upbeat",
+    "zealous",
 ];
 const NOUNS: &[&str] = &[
-    "albattani", "babbage", "curie", "darwin", "euclid", "fermi", "galileo", "hopper", "kepler",
-    "lovelace", "meitner", "newton", "noether", "pascal", "ritchie", "shannon", "tesla", "turing",
-    "wozniak", "yalow",
+    "albattani",
+    "babbage",
+    "curie",
+    "darwin",
+    "euclid",
+    "fermi",
+    "galileo",
+    "hopper",
+    "kepler",
+    "lovelace",
+    "meitner",
+    "newton",
+    "noether",
+    "pascal",
+    "ritchie",
+    "shannon",
+    "tesla",
+    "turing",
+    "wozniak",
+    "yalow",
 ];
 
 fn random_name() -> String {
@@ -79,14 +99,20 @@ fn resolv_conf() -> String {
 impl ContainerService {
     pub fn name_owner(&self, name: &str) -> Option<String> {
         let want = format!("/{}", name.trim_start_matches('/'));
-        self.all().into_iter().map(|c| c.snapshot()).find(|r| r.name == want).map(|r| r.id)
+        self.all()
+            .into_iter()
+            .map(|c| c.snapshot())
+            .find(|r| r.name == want)
+            .map(|r| r.id)
     }
 
     pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<(String, Vec<String>)> {
         let body = req.body;
         let image_name = body.image.clone().unwrap_or_default();
         if image_name.is_empty() {
-            return Err(EngineError::InvalidArgument("config cannot be empty in order to create a container".into()));
+            return Err(EngineError::InvalidArgument(
+                "config cannot be empty in order to create a container".into(),
+            ));
         }
         let name = match req.name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -132,7 +158,10 @@ impl ContainerService {
             env.push(kv);
         }
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+            env.insert(
+                0,
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
         }
         config.env = Some(env);
         let entrypoint_set = config.entrypoint.is_some();
@@ -150,7 +179,11 @@ impl ContainerService {
         if argv.is_empty() {
             return Err(EngineError::InvalidArgument("no command specified".into()));
         }
-        config.entrypoint = if entrypoint.is_empty() { None } else { Some(entrypoint) };
+        config.entrypoint = if entrypoint.is_empty() {
+            None
+        } else {
+            Some(entrypoint)
+        };
         config.cmd = if cmd.is_empty() { None } else { Some(cmd) };
         if config.working_dir.as_deref().unwrap_or("").is_empty() && !run.working_dir.is_empty() {
             config.working_dir = Some(run.working_dir.clone());
@@ -202,7 +235,10 @@ impl ContainerService {
             for sub in ["upper", "work", "rootfs"] {
                 std::fs::create_dir_all(d2.join(sub))?;
             }
-            berth_store::atomic::write_file(&d2.join("hostname"), format!("{hostname}\n").as_bytes())?;
+            berth_store::atomic::write_file(
+                &d2.join("hostname"),
+                format!("{hostname}\n").as_bytes(),
+            )?;
             berth_store::atomic::write_file(&d2.join("hosts"), HOSTS.as_bytes())?;
             berth_store::atomic::write_file(&d2.join("resolv.conf"), resolv_conf().as_bytes())?;
             Ok(())
@@ -235,25 +271,38 @@ fn validate_host_config(hc: &HostConfig) -> Result<()> {
         let name = rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let max = rp.maximum_retry_count.unwrap_or(0);
         if max < 0 {
-            return Err(EngineError::InvalidArgument("invalid restart policy: maximum retry count cannot be negative".into()));
+            return Err(EngineError::InvalidArgument(
+                "invalid restart policy: maximum retry count cannot be negative".into(),
+            ));
         }
         if max > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
             return Err(EngineError::InvalidArgument(format!(
                 "invalid restart policy: maximum retry count can only be used with 'on-failure'"
             )));
         }
-        if hc.auto_remove == Some(true) && !matches!(name, RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO) {
-            return Err(EngineError::InvalidArgument("conflicting options: cannot specify both --restart and --rm".into()));
+        if hc.auto_remove == Some(true)
+            && !matches!(
+                name,
+                RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO
+            )
+        {
+            return Err(EngineError::InvalidArgument(
+                "conflicting options: cannot specify both --restart and --rm".into(),
+            ));
         }
     }
     if let Some(m) = hc.memory {
         if m != 0 && m < 6 * 1024 * 1024 {
-            return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".into()));
+            return Err(EngineError::InvalidArgument(
+                "Minimum memory limit allowed is 6MB".into(),
+            ));
         }
     }
     if let Some(n) = hc.nano_cpus {
         if n < 0 {
-            return Err(EngineError::InvalidArgument("range of CPUs is from 0.01 to the number of CPUs available".into()));
+            return Err(EngineError::InvalidArgument(
+                "range of CPUs is from 0.01 to the number of CPUs available".into(),
+            ));
         }
     }
     if let Some(lc) = &hc.log_config {

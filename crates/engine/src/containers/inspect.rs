@@ -32,7 +32,9 @@ fn since(ts: &str) -> i64 {
 }
 
 fn unix(ts: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(ts).map(|t| t.timestamp()).unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
 }
 
 /// The STATUS column of `docker ps`.
@@ -42,14 +44,22 @@ pub fn status_text(r: &Record) -> String {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", human_duration(since(&st.started_at))),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&st.started_at))),
-        Status::Restarting => format!("Restarting ({}) {} ago", st.exit_code, human_duration(since(&st.finished_at))),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            human_duration(since(&st.finished_at))
+        ),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
         Status::Exited => {
             if st.finished_at == super::ZERO_TIME {
                 "Created".into()
             } else {
-                format!("Exited ({}) {} ago", st.exit_code, human_duration(since(&st.finished_at)))
+                format!(
+                    "Exited ({}) {} ago",
+                    st.exit_code,
+                    human_duration(since(&st.finished_at))
+                )
             }
         }
     }
@@ -79,10 +89,24 @@ impl ContainerService {
             }
             let ok = match key.as_str() {
                 "id" => values.iter().any(|v| r.id.starts_with(v.as_str())),
-                "name" => values.iter().any(|v| r.name.trim_start_matches('/').contains(v.trim_start_matches('/'))),
+                "name" => values.iter().any(|v| {
+                    r.name
+                        .trim_start_matches('/')
+                        .contains(v.trim_start_matches('/'))
+                }),
                 "status" => {
                     for v in values {
-                        if !["created", "restarting", "running", "removing", "paused", "exited", "dead"].contains(&v.as_str()) {
+                        if ![
+                            "created",
+                            "restarting",
+                            "running",
+                            "removing",
+                            "paused",
+                            "exited",
+                            "dead",
+                        ]
+                        .contains(&v.as_str())
+                        {
                             return Err(EngineError::InvalidArgument(format!(
                                 "invalid filter 'status={v}'"
                             )));
@@ -97,24 +121,40 @@ impl ContainerService {
                 "exited" => {
                     r.state.status == Status::Exited
                         && r.state.finished_at != super::ZERO_TIME
-                        && values.iter().any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
+                        && values
+                            .iter()
+                            .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
                 }
                 "ancestor" => values.iter().any(|v| {
                     v == &r.image_name
                         || r.image_id.to_string() == *v
                         || r.image_id.hex().starts_with(v.as_str())
-                        || self.images.resolve(v).map(|img| img.id == r.image_id).unwrap_or(false)
+                        || self
+                            .images
+                            .resolve(v)
+                            .map(|img| img.id == r.image_id)
+                            .unwrap_or(false)
                 }),
                 "before" | "since" => {
                     let Some(other) = values.iter().find_map(|v| self.get(v).ok()) else {
-                        return Err(EngineError::NotFound(format!("No such container: {}", values[0])));
+                        return Err(EngineError::NotFound(format!(
+                            "No such container: {}",
+                            values[0]
+                        )));
                     };
                     let o = other.snapshot().created;
-                    if key == "before" { r.created < o } else { r.created > o }
+                    if key == "before" {
+                        r.created < o
+                    } else {
+                        r.created > o
+                    }
                 }
-                "volume" | "network" | "publish" | "expose" | "health" | "isolation" | "is-task" => true,
+                "volume" | "network" | "publish" | "expose" | "health" | "isolation"
+                | "is-task" => true,
                 other => {
-                    return Err(EngineError::InvalidArgument(format!("invalid filter '{other}'")));
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid filter '{other}'"
+                    )));
                 }
             };
             if !ok {
@@ -127,7 +167,8 @@ impl ContainerService {
     pub fn list(&self, opts: &ListOptions) -> Result<Vec<Value>> {
         let mut recs: Vec<Record> = self.all().iter().map(|c| c.snapshot()).collect();
         recs.sort_by(|a, b| b.created.cmp(&a.created));
-        let status_filter = opts.filters.contains_key("status") || opts.filters.contains_key("exited");
+        let status_filter =
+            opts.filters.contains_key("status") || opts.filters.contains_key("exited");
         let show_all = opts.all || opts.limit > 0 || status_filter;
         let mut out = Vec::new();
         for r in recs {
@@ -170,7 +211,8 @@ impl ContainerService {
         let r = c.snapshot();
         let dir = self.dir(&r.id);
         let st = &r.state;
-        let mut config = serde_json::to_value(&r.config).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let mut config =
+            serde_json::to_value(&r.config).map_err(|e| EngineError::Internal(e.to_string()))?;
         if let Some(o) = config.as_object_mut() {
             o.entry("Hostname").or_insert(json!(""));
             o.entry("Domainname").or_insert(json!(""));
@@ -186,12 +228,14 @@ impl ContainerService {
             o.entry("Entrypoint").or_insert(Value::Null);
             o.entry("OnBuild").or_insert(Value::Null);
         }
-        let mut host_config =
-            serde_json::to_value(&r.host_config).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let mut host_config = serde_json::to_value(&r.host_config)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         if let Some(o) = host_config.as_object_mut() {
             o.entry("NetworkMode").or_insert(json!("none"));
-            o.entry("RestartPolicy").or_insert(json!({"Name": "no", "MaximumRetryCount": 0}));
-            o.entry("LogConfig").or_insert(json!({"Type": "json-file", "Config": {}}));
+            o.entry("RestartPolicy")
+                .or_insert(json!({"Name": "no", "MaximumRetryCount": 0}));
+            o.entry("LogConfig")
+                .or_insert(json!({"Type": "json-file", "Config": {}}));
             o.entry("AutoRemove").or_insert(json!(false));
             o.entry("Privileged").or_insert(json!(false));
             o.entry("ReadonlyRootfs").or_insert(json!(false));

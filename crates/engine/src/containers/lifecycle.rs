@@ -21,7 +21,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         };
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     Signal::from_str(&name)
         .map(|sig| sig as i32)
         .map_err(|_| EngineError::InvalidArgument(format!("Invalid signal: {s}")))
@@ -75,9 +79,7 @@ impl ContainerService {
     /// Wait until the container is no longer live, at most `timeout`. True if it stopped.
     async fn wait_stopped(&self, c: &Arc<Container>, timeout: Duration) -> bool {
         let mut rx = c.notice.subscribe();
-        let check = |rx: &mut tokio::sync::watch::Receiver<super::Notice>| {
-            !matches!(rx.borrow_and_update().status, Some(s) if s.is_live())
-        };
+        let check = |rx: &mut tokio::sync::watch::Receiver<super::Notice>| !matches!(rx.borrow_and_update().status, Some(s) if s.is_live());
         if check(&mut rx) {
             return true;
         }
@@ -93,7 +95,12 @@ impl ContainerService {
     }
 
     /// Docker's stop: the stop signal, then SIGKILL after the timeout. 304 when not running.
-    pub async fn stop(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn stop(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(name)?;
         let _g = c.op_lock.lock().await;
         self.stop_locked(&c, timeout, signal).await
@@ -129,22 +136,32 @@ impl ContainerService {
         let _ = self.signal(c, sig).await;
         self.emit(c, "kill", &[("signal", sig.to_string())]);
         let stopped = if timeout < 0 {
-            self.wait_stopped(c, Duration::from_secs(u64::MAX / 4)).await
+            self.wait_stopped(c, Duration::from_secs(u64::MAX / 4))
+                .await
         } else {
-            self.wait_stopped(c, Duration::from_secs(timeout as u64)).await
+            self.wait_stopped(c, Duration::from_secs(timeout as u64))
+                .await
         };
         if !stopped {
             let _ = self.signal(c, libc::SIGKILL).await;
             self.emit(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
             if !self.wait_stopped(c, Duration::from_secs(30)).await {
-                return Err(EngineError::Internal(format!("container {} did not stop after SIGKILL", rec.id)));
+                return Err(EngineError::Internal(format!(
+                    "container {} did not stop after SIGKILL",
+                    rec.id
+                )));
             }
         }
         self.emit(c, "stop", &[]);
         Ok(())
     }
 
-    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn restart(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(name)?;
         let _g = c.op_lock.lock().await;
         match self.stop_locked(&c, timeout, signal).await {
@@ -163,7 +180,12 @@ impl ContainerService {
         let rec = c.snapshot();
         match rec.state.status {
             Status::Running => {}
-            Status::Paused => return Err(EngineError::Conflict(format!("container {} is already paused", rec.id))),
+            Status::Paused => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is already paused",
+                    rec.id
+                )))
+            }
             _ => return Err(self.not_running(&c)),
         }
         let cg = self.cgroups_path(&rec.id);
@@ -181,7 +203,10 @@ impl ContainerService {
         let _g = c.op_lock.lock().await;
         let rec = c.snapshot();
         if rec.state.status != Status::Paused {
-            return Err(EngineError::Conflict(format!("container {} is not paused", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "container {} is not paused",
+                rec.id
+            )));
         }
         let cg = self.cgroups_path(&rec.id);
         tokio::task::spawn_blocking(move || berth_runtime::cgroups::thaw(&cg))
@@ -223,15 +248,25 @@ impl ContainerService {
 
     /// `docker top`: runs the host's `ps` (never anything from the container) and keeps the rows
     /// of the container's processes.
-    pub async fn top(self: &Arc<Self>, name: &str, ps_args: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    pub async fn top(
+        self: &Arc<Self>,
+        name: &str,
+        ps_args: &str,
+    ) -> Result<(Vec<String>, Vec<Vec<String>>)> {
         let c = self.get(name)?;
         let rec = c.snapshot();
         if !rec.state.status.is_live() {
-            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         let pids = berth_runtime::cgroups::pids(&self.cgroups_path(&rec.id))?;
-        let args: Vec<String> =
-            if ps_args.trim().is_empty() { vec!["-ef".into()] } else { ps_args.split_whitespace().map(String::from).collect() };
+        let args: Vec<String> = if ps_args.trim().is_empty() {
+            vec!["-ef".into()]
+        } else {
+            ps_args.split_whitespace().map(String::from).collect()
+        };
         let out = tokio::process::Command::new("ps")
             .args(&args)
             .output()
@@ -247,21 +282,33 @@ impl ContainerService {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or("");
         let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
-        let pid_col = titles
-            .iter()
-            .position(|t| t == "PID")
-            .ok_or_else(|| EngineError::InvalidArgument("Couldn't find PID field in ps output".into()))?;
+        let pid_col = titles.iter().position(|t| t == "PID").ok_or_else(|| {
+            EngineError::InvalidArgument("Couldn't find PID field in ps output".into())
+        })?;
         let mut rows = Vec::new();
         for line in lines {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
             if !pids.contains(&pid) {
                 continue;
             }
             // The last column (the command) may contain spaces.
             let n = titles.len();
-            let mut row: Vec<String> = fields.iter().take(n.saturating_sub(1)).map(|s| s.to_string()).collect();
-            row.push(fields.iter().skip(n.saturating_sub(1)).cloned().collect::<Vec<_>>().join(" "));
+            let mut row: Vec<String> = fields
+                .iter()
+                .take(n.saturating_sub(1))
+                .map(|s| s.to_string())
+                .collect();
+            row.push(
+                fields
+                    .iter()
+                    .skip(n.saturating_sub(1))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             rows.push(row);
         }
         Ok((titles, rows))

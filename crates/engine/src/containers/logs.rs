@@ -32,13 +32,17 @@ pub fn parse_time(s: &str) -> Result<Option<DateTime<Utc>>> {
         return Ok(Some(t.with_timezone(&Utc)));
     }
     let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let secs: i64 = secs.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid time value {s:?}")))?;
+    let secs: i64 = secs
+        .parse()
+        .map_err(|_| EngineError::InvalidArgument(format!("invalid time value {s:?}")))?;
     let mut frac = frac.to_string();
     frac.truncate(9);
     while frac.len() < 9 {
         frac.push('0');
     }
-    let nanos: u32 = frac.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid time value {s:?}")))?;
+    let nanos: u32 = frac
+        .parse()
+        .map_err(|_| EngineError::InvalidArgument(format!("invalid time value {s:?}")))?;
     Ok(DateTime::from_timestamp(secs, nanos))
 }
 
@@ -46,7 +50,11 @@ pub fn parse_time(s: &str) -> Result<Option<DateTime<Utc>>> {
 pub type LogChunk = (Stream, Vec<u8>);
 
 impl ContainerService {
-    pub fn logs(self: &Arc<Self>, name: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<LogChunk>)> {
+    pub fn logs(
+        self: &Arc<Self>,
+        name: &str,
+        opts: LogOptions,
+    ) -> Result<(bool, mpsc::Receiver<LogChunk>)> {
         let c = self.get(name)?;
         let rec = c.snapshot();
         let tty = rec.config.tty.unwrap_or(false);
@@ -70,7 +78,10 @@ impl ContainerService {
             };
             let render = |e: LogEntry| -> LogChunk {
                 if opts.timestamps {
-                    let mut b = e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).into_bytes();
+                    let mut b = e
+                        .time
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                        .into_bytes();
                     b.push(b' ');
                     b.extend_from_slice(&e.line);
                     (e.stream, b)
@@ -83,8 +94,16 @@ impl ContainerService {
                 Ok(f) => f,
                 Err(_) => return,
             };
-            let first: Vec<LogEntry> = follower.poll().unwrap_or_default().into_iter().filter(|e| keep(e)).collect();
-            let skip = opts.tail.map(|t| first.len().saturating_sub(t)).unwrap_or(0);
+            let first: Vec<LogEntry> = follower
+                .poll()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| keep(e))
+                .collect();
+            let skip = opts
+                .tail
+                .map(|t| first.len().saturating_sub(t))
+                .unwrap_or(0);
             for e in first.into_iter().skip(skip) {
                 if tx.send(render(e)).await.is_err() {
                     return;

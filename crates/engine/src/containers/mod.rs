@@ -137,7 +137,10 @@ impl Container {
         let status = rec.state.status;
         Arc::new(Container {
             rec: Mutex::new(rec),
-            notice: watch::Sender::new(Notice { status: Some(status), ..Notice::default() }),
+            notice: watch::Sender::new(Notice {
+                status: Some(status),
+                ..Notice::default()
+            }),
             op_lock: tokio::sync::Mutex::new(()),
             pending_attach: Mutex::new(Vec::new()),
         })
@@ -172,8 +175,19 @@ pub struct ContainerService {
 }
 
 impl ContainerService {
-    pub fn new(cfg: EngineConfig, db: Arc<Db>, images: Arc<ImageService>, events: Arc<EventBus>) -> Arc<Self> {
-        Arc::new(ContainerService { cfg, db, images, events, by_id: RwLock::new(HashMap::new()) })
+    pub fn new(
+        cfg: EngineConfig,
+        db: Arc<Db>,
+        images: Arc<ImageService>,
+        events: Arc<EventBus>,
+    ) -> Arc<Self> {
+        Arc::new(ContainerService {
+            cfg,
+            db,
+            images,
+            events,
+            by_id: RwLock::new(HashMap::new()),
+        })
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -193,7 +207,10 @@ impl ContainerService {
     }
 
     pub fn all(&self) -> Vec<Arc<Container>> {
-        self.by_id.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.by_id
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn insert(&self, c: Arc<Container>) {
@@ -214,7 +231,10 @@ impl ContainerService {
         if name_or_id.is_empty() {
             return Err(not_found());
         }
-        let map = self.by_id.read().map_err(|_| EngineError::Internal("lock poisoned".into()))?;
+        let map = self
+            .by_id
+            .read()
+            .map_err(|_| EngineError::Internal("lock poisoned".into()))?;
         if let Some(c) = map.get(name_or_id) {
             return Ok(c.clone());
         }
@@ -222,7 +242,10 @@ impl ContainerService {
         if let Some(c) = map.values().find(|c| c.with(|r| r.name == want_name)) {
             return Ok(c.clone());
         }
-        let matches: Vec<_> = map.iter().filter(|(id, _)| id.starts_with(name_or_id)).collect();
+        let matches: Vec<_> = map
+            .iter()
+            .filter(|(id, _)| id.starts_with(name_or_id))
+            .collect();
         match matches.len() {
             1 => Ok(matches[0].1.clone()),
             0 => Err(not_found()),
@@ -264,7 +287,10 @@ impl ContainerService {
     fn emit(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
         let rec = c.snapshot();
         let mut attrs = HashMap::new();
-        attrs.insert("name".to_string(), rec.name.trim_start_matches('/').to_string());
+        attrs.insert(
+            "name".to_string(),
+            rec.name.trim_start_matches('/').to_string(),
+        );
         attrs.insert("image".to_string(), rec.image_name.clone());
         if let Some(labels) = &rec.config.labels {
             for (k, v) in labels {

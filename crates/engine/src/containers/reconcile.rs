@@ -29,7 +29,11 @@ impl ContainerService {
                         continue;
                     }
                     let st = read_exit(&shim_dir).unwrap_or(berth_shim::proto::ExitStatus {
-                        exit_code: if rec.state.status == Status::Restarting { rec.state.exit_code as i32 } else { 255 },
+                        exit_code: if rec.state.status == Status::Restarting {
+                            rec.state.exit_code as i32
+                        } else {
+                            255
+                        },
                         finished_at: now_rfc3339(),
                         oom_killed: false,
                     });
@@ -58,7 +62,10 @@ impl ContainerService {
                 }
                 _ => {
                     self.cleanup_run(&rec.id).await;
-                    if self.should_restart(&rec, true) && rec.state.status == Status::Exited && !rec.manually_stopped {
+                    if self.should_restart(&rec, true)
+                        && rec.state.status == Status::Exited
+                        && !rec.manually_stopped
+                    {
                         to_restart.push(c.clone());
                     }
                 }
@@ -79,7 +86,10 @@ impl ContainerService {
         }
         // Orphan cgroups of containers that are not running.
         for child in berth_runtime::cgroups::children(&self.cfg.cgroup_parent) {
-            let live = self.get(&child).map(|c| c.snapshot().state.status.is_live()).unwrap_or(false);
+            let live = self
+                .get(&child)
+                .map(|c| c.snapshot().state.status.is_live())
+                .unwrap_or(false);
             if !live && child.len() == 64 {
                 let _ = berth_runtime::cgroups::remove(&self.cgroups_path(&child));
             }

@@ -13,7 +13,12 @@ impl ContainerService {
     }
 
     /// Remove a container: kill it first when forced, then its record, directory and mounts.
-    pub(super) async fn remove_container(self: &Arc<Self>, c: &Arc<Container>, force: bool, _volumes: bool) -> Result<()> {
+    pub(super) async fn remove_container(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        force: bool,
+        _volumes: bool,
+    ) -> Result<()> {
         let _g = c.op_lock.lock().await;
         let rec = c.snapshot();
         if rec.state.status == Status::Removing {
@@ -21,7 +26,11 @@ impl ContainerService {
         }
         if rec.state.status.is_live() || rec.state.status == Status::Restarting {
             if !force {
-                let what = if rec.state.status == Status::Paused { "paused" } else { "running" };
+                let what = if rec.state.status == Status::Paused {
+                    "paused"
+                } else {
+                    "running"
+                };
                 return Err(EngineError::Conflict(format!(
                     "cannot remove container \"{}\": container is {what}: stop the container before removing or force remove",
                     rec.name
@@ -47,7 +56,10 @@ impl ContainerService {
                 })
                 .await;
                 if stopped.is_err() {
-                    return Err(EngineError::Internal(format!("could not kill container {}", rec.id)));
+                    return Err(EngineError::Internal(format!(
+                        "could not kill container {}",
+                        rec.id
+                    )));
                 }
             }
         }
@@ -75,7 +87,10 @@ impl ContainerService {
 
     /// `container prune`: every stopped container (label filters are applied by the caller's
     /// predicate). Returns the removed ids.
-    pub async fn prune(self: &Arc<Self>, keep: &(dyn Fn(&super::Record) -> bool + Send + Sync)) -> Result<Vec<String>> {
+    pub async fn prune(
+        self: &Arc<Self>,
+        keep: &(dyn Fn(&super::Record) -> bool + Send + Sync),
+    ) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for c in self.all() {
             let rec = c.snapshot();

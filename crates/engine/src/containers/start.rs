@@ -25,14 +25,20 @@ impl WaitCondition {
             "" | "not-running" => Ok(WaitCondition::NotRunning),
             "next-exit" => Ok(WaitCondition::NextExit),
             "removed" => Ok(WaitCondition::Removed),
-            _ => Err(EngineError::InvalidArgument(format!("invalid condition: \"{s}\""))),
+            _ => Err(EngineError::InvalidArgument(format!(
+                "invalid condition: \"{s}\""
+            ))),
         }
     }
 }
 
 /// Where `--init` finds its init (Docker's docker-init is tini; a static build works in any image).
-const INIT_CANDIDATES: &[&str] =
-    &["/usr/bin/tini-static", "/usr/libexec/docker/docker-init", "/usr/bin/docker-init", "/usr/local/bin/docker-init"];
+const INIT_CANDIDATES: &[&str] = &[
+    "/usr/bin/tini-static",
+    "/usr/libexec/docker/docker-init",
+    "/usr/bin/docker-init",
+    "/usr/local/bin/docker-init",
+];
 
 fn parse_security_opts(opts: &[String]) -> Result<(SeccompMode, bool)> {
     let mut seccomp = SeccompMode::Default;
@@ -52,7 +58,11 @@ fn parse_security_opts(opts: &[String]) -> Result<(SeccompMode, bool)> {
             ("seccomp", Some("unconfined")) => seccomp = SeccompMode::Unconfined,
             ("seccomp", Some(json)) => seccomp = SeccompMode::Profile(json.to_string()),
             ("apparmor", _) | ("label", _) | ("systempaths", _) => {}
-            _ => return Err(EngineError::InvalidArgument(format!("invalid --security-opt 2: {o:?}"))),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid --security-opt 2: {o:?}"
+                )))
+            }
         }
     }
     Ok((seccomp, nnp))
@@ -61,7 +71,9 @@ fn parse_security_opts(opts: &[String]) -> Result<(SeccompMode, bool)> {
 /// Sizes as `--log-opt max-size` takes them (decimal units, as Docker's FromHumanSize).
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
-    let idx = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let idx = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(idx);
     let n: f64 = num.parse().ok()?;
     let mult = match unit.trim_end_matches('b').trim_end_matches('i') {
@@ -140,7 +152,10 @@ impl ContainerService {
             Err(_) => Vec::new(),
         };
         for p in pending {
-            let s = shim.attach(p.stdin, p.stdout, p.stderr).await.map_err(EngineError::from);
+            let s = shim
+                .attach(p.stdin, p.stdout, p.stderr)
+                .await
+                .map_err(EngineError::from);
             let _ = p.tx.send(s);
         }
         if let Err(e) = shim.start().await {
@@ -166,16 +181,38 @@ impl ContainerService {
 
     async fn record_start_failure(self: &Arc<Self>, c: &Arc<Container>, msg: &str, code: i64) {
         let id = c.id();
+        // Attach streams waiting for this start end now (their clients see EOF).
+        if let Ok(mut p) = c.pending_attach.lock() {
+            p.clear();
+        }
         let rootfs = self.rootfs(&id);
         let _ = tokio::task::spawn_blocking(move || berth_store::overlay::unmount(&rootfs)).await;
         c.with(|r| {
-            r.state.status = if r.state.started_at == super::ZERO_TIME { Status::Created } else { Status::Exited };
+            r.state.status = if r.state.started_at == super::ZERO_TIME {
+                Status::Created
+            } else {
+                Status::Exited
+            };
             r.state.error = msg.to_string();
             r.state.exit_code = code;
         });
         let _ = self.save(c);
         let status = c.snapshot().state.status;
-        c.notice.send_modify(|n| n.status = Some(status));
+        // Waiters (`docker run` waits with condition=next-exit) see the failed start as an exit.
+        c.notice.send_modify(|n| {
+            n.status = Some(status);
+            n.exits += 1;
+            n.last_exit_code = code;
+        });
+        // As Docker: a failed start of an auto-remove container removes it (once our caller has
+        // released the op lock).
+        if c.snapshot().host_config.auto_remove == Some(true) {
+            let this = self.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                let _ = this.remove_container(&c, true, false).await;
+            });
+        }
     }
 
     /// Blocking: mount the rootfs, resolve the user, write the OCI bundle. Returns the shim options.
@@ -211,7 +248,11 @@ impl ContainerService {
         let cfg = &rec.config;
         let hc = &rec.host_config;
         let user = berth_runtime::user::resolve(rootfs, cfg.user.as_deref().unwrap_or(""))?;
-        let cwd = cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+        let cwd = cfg
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
         berth_store::safepath::mkdir_all_in_root(rootfs, Path::new(&cwd), 0o755)?;
         berth_store::safepath::mkdir_all_in_root(rootfs, Path::new("/etc"), 0o755)?;
 
@@ -231,17 +272,37 @@ impl ContainerService {
         let mut args = vec![rec.path.clone()];
         args.extend(rec.args.iter().cloned());
         let mut mounts = vec![
-            BindMount { source: dir.join("hostname"), destination: "/etc/hostname".into(), readonly: false },
-            BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
-            BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
+            BindMount {
+                source: dir.join("hostname"),
+                destination: "/etc/hostname".into(),
+                readonly: false,
+            },
+            BindMount {
+                source: dir.join("hosts"),
+                destination: "/etc/hosts".into(),
+                readonly: false,
+            },
+            BindMount {
+                source: dir.join("resolv.conf"),
+                destination: "/etc/resolv.conf".into(),
+                readonly: false,
+            },
         ];
         if hc.init == Some(true) {
-            let init = INIT_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
-                EngineError::InvalidArgument(
-                    "--init: no init binary found (install tini: /usr/bin/tini-static)".into(),
-                )
-            })?;
-            mounts.push(BindMount { source: init, destination: "/sbin/docker-init".into(), readonly: true });
+            let init = INIT_CANDIDATES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    EngineError::InvalidArgument(
+                        "--init: no init binary found (install tini: /usr/bin/tini-static)".into(),
+                    )
+                })?;
+            mounts.push(BindMount {
+                source: init,
+                destination: "/sbin/docker-init".into(),
+                readonly: true,
+            });
             let mut a = vec!["/sbin/docker-init".to_string(), "--".to_string()];
             a.extend(args);
             args = a;
@@ -276,10 +337,15 @@ impl ContainerService {
             host_network: hc.network_mode.as_deref() == Some("host"),
         };
         let spec = berth_runtime::spec::build(&input)?;
-        let json = serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(e.to_string()))?;
         berth_store::atomic::write_file(&dir.join("config.json"), &json)?;
 
-        let log_opts = hc.log_config.as_ref().and_then(|l| l.config.clone()).unwrap_or_default();
+        let log_opts = hc
+            .log_config
+            .as_ref()
+            .and_then(|l| l.config.clone())
+            .unwrap_or_default();
         let log_max_size = match log_opts.get("max-size") {
             Some(s) => Some(parse_size(s).ok_or_else(|| {
                 EngineError::InvalidArgument(format!("invalid value for max-size: {s}"))
@@ -287,11 +353,9 @@ impl ContainerService {
             None => None,
         };
         let log_max_file = match log_opts.get("max-file") {
-            Some(s) => s
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| EngineError::InvalidArgument(format!("invalid value for max-file: {s}")))?,
+            Some(s) => s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                EngineError::InvalidArgument(format!("invalid value for max-file: {s}"))
+            })?,
             None => 1,
         };
         Ok(ShimOptions {
@@ -330,7 +394,12 @@ impl ContainerService {
     }
 
     /// Record an exit, clean up the run's resources, then auto-remove or apply the restart policy.
-    pub(super) async fn handle_exit(self: &Arc<Self>, c: &Arc<Container>, st: ExitStatus, ran: Duration) {
+    pub(super) async fn handle_exit(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        st: ExitStatus,
+        ran: Duration,
+    ) {
         let id = c.id();
         c.with(|r| {
             r.state.status = Status::Exited;
@@ -375,13 +444,17 @@ impl ContainerService {
     /// Docker's restart policy decision. `engine_start`: deciding at engine start (then `always`
     /// restarts even a manually stopped container).
     pub(super) fn should_restart(&self, rec: &Record, engine_start: bool) -> bool {
-        let Some(rp) = &rec.host_config.restart_policy else { return false };
+        let Some(rp) = &rec.host_config.restart_policy else {
+            return false;
+        };
         match rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY) {
             RestartPolicyNameEnum::ALWAYS => engine_start || !rec.manually_stopped,
             RestartPolicyNameEnum::UNLESS_STOPPED => !rec.manually_stopped,
             RestartPolicyNameEnum::ON_FAILURE => {
                 let max = rp.maximum_retry_count.unwrap_or(0);
-                !rec.manually_stopped && rec.state.exit_code != 0 && (max == 0 || rec.restart_count < max)
+                !rec.manually_stopped
+                    && rec.state.exit_code != 0
+                    && (max == 0 || rec.restart_count < max)
             }
             _ => false,
         }
@@ -393,7 +466,8 @@ impl ContainerService {
         let delay = if ran > Duration::from_secs(10) {
             Duration::from_millis(100)
         } else {
-            Duration::from_millis(100u64.saturating_mul(1 << count.clamp(0, 10) as u32)).min(Duration::from_secs(60))
+            Duration::from_millis(100u64.saturating_mul(1 << count.clamp(0, 10) as u32))
+                .min(Duration::from_secs(60))
         };
         self.set_status(&c, Status::Restarting);
         tokio::time::sleep(delay).await;
@@ -432,7 +506,11 @@ impl ContainerService {
                 WaitCondition::Removed => n.removed,
             };
             if done {
-                return Ok(if n.exits > 0 || n.removed { n.last_exit_code } else { c.snapshot().state.exit_code });
+                return Ok(if n.exits > 0 || n.removed {
+                    n.last_exit_code
+                } else {
+                    c.snapshot().state.exit_code
+                });
             }
         }
     }
