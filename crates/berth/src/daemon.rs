@@ -84,7 +84,10 @@ pub fn run(args: &[OsString]) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(berth_api::serve(cfg, sockets)) {
+    let result = rt.block_on(berth_api::serve(cfg, sockets));
+    // Do not wait for in-flight streams (follow logs, events): containers live on without us.
+    rt.shutdown_background();
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("berth daemon: {e:#}");
