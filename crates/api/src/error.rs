@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::EngineError;
 
+#[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
 impl From<EngineError> for ApiError {
@@ -59,4 +60,40 @@ pub async fn blocking<T: Send + 'static>(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn maps_engine_errors_to_docker_statuses_and_bodies() {
+        let cases = [
+            (
+                EngineError::NotFound("No such container: x".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                EngineError::InvalidArgument("bad".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (EngineError::Conflict("in use".into()), StatusCode::CONFLICT),
+            (
+                EngineError::Internal("boom".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (err, status) in cases {
+            let msg = err.to_string();
+            let resp = ApiError::from(err).into_response();
+            assert_eq!(resp.status(), status);
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["message"], msg);
+        }
+        let resp = ApiError::from(EngineError::NotModified("x".into())).into_response();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    }
 }

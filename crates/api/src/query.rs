@@ -56,3 +56,41 @@ pub fn filters(q: &Query) -> Result<HashMap<String, Vec<String>>, ApiError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Query {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn docker_booleans() {
+        assert!(flag(&q(&[("all", "1")]), "all"));
+        assert!(flag(&q(&[("all", "True")]), "all"));
+        assert!(!flag(&q(&[("all", "0")]), "all"));
+        assert!(!flag(&q(&[("all", "false")]), "all"));
+        assert!(!flag(&q(&[]), "all"));
+    }
+
+    #[test]
+    fn both_filter_shapes() {
+        let f = filters(&q(&[("filters", r#"{"status":["running","exited"]}"#)])).unwrap();
+        assert_eq!(f["status"], vec!["running", "exited"]);
+        let f = filters(&q(&[("filters", r#"{"label":{"a=b":true,"c":false}}"#)])).unwrap();
+        assert_eq!(f["label"], vec!["a=b"]);
+        assert!(filters(&q(&[("filters", "not json")])).is_err());
+        assert!(filters(&q(&[("filters", r#"{"x":1}"#)])).is_err());
+    }
+
+    #[test]
+    fn ints() {
+        assert_eq!(int(&q(&[("t", "5")]), "t").unwrap(), Some(5));
+        assert_eq!(int(&q(&[]), "t").unwrap(), None);
+        assert!(int(&q(&[("t", "x")]), "t").is_err());
+    }
+}

@@ -68,3 +68,40 @@ pub async fn check(req: Request, next: axum::middleware::Next) -> axum::response
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn strip(uri: &str) -> (String, Option<(u32, u32)>) {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let req = strip_version(req);
+        let v = req.extensions().get::<ApiVersion>().map(|v| v.0);
+        (req.uri().to_string(), v)
+    }
+
+    #[test]
+    fn strips_prefix_and_keeps_query() {
+        assert_eq!(
+            strip("/v1.47/containers/json?all=1"),
+            ("/containers/json?all=1".into(), Some((1, 47)))
+        );
+        assert_eq!(strip("/v1.50/_ping"), ("/_ping".into(), Some((1, 50))));
+    }
+
+    #[test]
+    fn leaves_unversioned_and_odd_paths() {
+        assert_eq!(strip("/containers/json"), ("/containers/json".into(), None));
+        assert_eq!(strip("/version"), ("/version".into(), None));
+        assert_eq!(strip("/vx.y/version"), ("/vx.y/version".into(), None));
+        assert_eq!(strip("/v1.47"), ("/v1.47".into(), None));
+    }
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse("1.24"), Some((1, 24)));
+        assert!(parse("1.50") > parse("1.9"));
+        assert_eq!(parse("abc"), None);
+    }
+}
