@@ -174,6 +174,23 @@ fn body_reader(body: Body) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
     SyncIoBridge::new(StreamReader::new(s))
 }
 
+/// How much of an upload is read and discarded after it was refused.
+const DRAIN_LIMIT: u64 = 256 << 20;
+
+/// Run `f` on the request body; if it fails, read (and discard) what the client is still
+/// sending, up to [`DRAIN_LIMIT`], so the client reads the error response instead of a broken
+/// pipe (Docker's CLI reports "write: broken pipe" when the engine closes while it writes).
+fn with_drain<T>(
+    r: &mut dyn io::Read,
+    f: impl FnOnce(&mut dyn io::Read) -> berth_engine::Result<T>,
+) -> berth_engine::Result<T> {
+    let res = f(r);
+    if res.is_err() {
+        let _ = io::copy(&mut io::Read::take(r, DRAIN_LIMIT), &mut io::sink());
+    }
+    res
+}
+
 /// `POST /images/create`: `fromSrc=-` imports the body; `fromImage` would pull (not yet).
 async fn create(
     State(e): State<AppState>,
@@ -211,7 +228,8 @@ async fn create(
         };
         let images = e.images.clone();
         let mut r = body_reader(body);
-        let id = blocking(move || archive::import(&images, &mut r, &opts)).await?;
+        let id =
+            blocking(move || with_drain(&mut r, |r| archive::import(&images, r, &opts))).await?;
         return Ok(json_lines(vec![json!({"status": id.to_string()})]));
     }
     if let Some(img) = get1("fromImage") {
@@ -234,7 +252,7 @@ async fn load(
     let _quiet = flag(&q, "quiet");
     let images = e.images.clone();
     let mut r = body_reader(body);
-    let lines = blocking(move || archive::load(&images, &mut r)).await?;
+    let lines = blocking(move || with_drain(&mut r, |r| archive::load(&images, r))).await?;
     Ok(json_lines(
         lines
             .into_iter()
