@@ -123,7 +123,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount>
 }
 
 /// Docker's default mounts, then the bind mounts asked for.
-fn mounts(input: &SpecInput) -> Result<Vec<Mount>> {
+fn mounts(input: &SpecInput, mode: CgroupMode) -> Result<Vec<Mount>> {
     let sys_opts: &[&str] = if input.privileged {
         &["nosuid", "noexec", "nodev", "rw"]
     } else {
@@ -170,6 +170,20 @@ fn mounts(input: &SpecInput) -> Result<Vec<Mount>> {
             &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         )?,
     ];
+    if !input.privileged && mode != CgroupMode::Unified {
+        // libcontainer 0.7 mounts cgroup v1 (a tmpfs plus a bind of each controller's dir of the
+        // container) read-write whatever the options say, so root in the container could raise
+        // its own limits (pids.max) or make child cgroups. Docker's are read-only: cover the
+        // whole tree with a recursively read-only bind of itself (the rootfs path is valid in the
+        // container's mount namespace while mounts are set up, before pivot_root).
+        let cgroup_tree = input.rootfs.join("sys/fs/cgroup");
+        out.push(oci(MountBuilder::default()
+            .destination("/sys/fs/cgroup")
+            .typ("bind")
+            .source(cgroup_tree)
+            .options(strs(&["rbind", "rro", "nosuid", "noexec", "nodev"]))
+            .build())?);
+    }
     for m in &input.mounts {
         let mut opts = vec!["rbind", "rprivate"];
         if m.readonly {
@@ -438,7 +452,7 @@ pub fn build_with_mode(input: &SpecInput, mode: CgroupMode) -> Result<Spec> {
     oci(SpecBuilder::default()
         .version(oci_spec::runtime::VERSION)
         .root(root)
-        .mounts(mounts(input)?)
+        .mounts(mounts(input, mode)?)
         .process(process)
         .hostname(input.hostname.as_str())
         .linux(oci(linux.build())?)
@@ -526,10 +540,19 @@ mod tests {
                 "/sys/fs/cgroup",
                 "/dev/mqueue",
                 "/dev/shm",
+                "/sys/fs/cgroup",
                 "/etc/hosts"
             ]
         );
-        let hosts = &s.mounts().as_ref().unwrap()[7];
+        // cgroup v1: the whole /sys/fs/cgroup tree again, recursively read-only.
+        let cg = &s.mounts().as_ref().unwrap()[7];
+        assert_eq!(cg.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            cg.source().as_deref(),
+            Some(Path::new("/tmp/rootfs/sys/fs/cgroup"))
+        );
+        assert!(cg.options().as_ref().unwrap().contains(&"rro".to_string()));
+        let hosts = &s.mounts().as_ref().unwrap()[8];
         assert_eq!(
             hosts.options().as_deref(),
             Some(&strs(&["rbind", "rprivate", "ro"])[..])
@@ -569,6 +592,12 @@ mod tests {
         let s = build_with_mode(&i, CgroupMode::Unified).unwrap();
         use LinuxNamespaceType::*;
         assert_eq!(ns_types(&s), vec![Pid, Network, Ipc, Uts, Mount, Cgroup]);
+        // v2 honours "ro" on the cgroup mount itself: no extra bind.
+        let binds = s.mounts().as_ref().unwrap().iter();
+        assert_eq!(
+            binds.filter(|m| m.typ().as_deref() == Some("bind")).count(),
+            1
+        );
         let ns = s.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
         assert_eq!(ns[1].path().as_deref(), Some(Path::new("/run/netns/x")));
 
@@ -596,6 +625,13 @@ mod tests {
             .unwrap()
             .iter()
             .any(|d| d.path() == Path::new("/dev/null")));
+        assert!(!s
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.typ().as_deref() == Some("bind")
+                && m.destination() == Path::new("/sys/fs/cgroup")));
         let sys = &s.mounts().as_ref().unwrap()[3];
         assert!(sys.options().as_ref().unwrap().contains(&"rw".to_string()));
         let caps = s
