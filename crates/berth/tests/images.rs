@@ -378,7 +378,14 @@ fn tag_moves_and_rmi_rules() {
         e.contains("(cannot be forced) - image is being used by running container"),
         "{e}"
     );
+    let (st, v) = d.api_json("DELETE", &format!("/v1.47/images/{a}?force=1"), None);
+    assert_eq!(st, 409, "{v}");
     assert_eq!(inspect(&d, &a)["Id"], a.as_str());
+    // By name, -f only untags (as Docker: the conflict is not reported once the tag is gone).
+    let out = d.docker_ok(&["rmi", "-f", "busybox"]);
+    assert_eq!(out.trim(), "Untagged: busybox:latest");
+    assert_eq!(inspect(&d, &a)["RepoTags"], serde_json::json!([]));
+    d.docker_ok(&["tag", &a, "busybox"]);
     d.docker_ok(&["rm", "-f", &run]);
     // -f with only the stopped container left: deleted.
     let out = d.docker_ok(&["rmi", "-f", "busybox"]);
@@ -710,6 +717,32 @@ fn check_hostile(d: &TestDaemon, case: &str, out: &std::process::Output, before:
     assert_eq!(image_ids(d), before, "{case}: an image was recorded");
 }
 
+/// An accepted hostile layer: what it wrote is inside its layer dir.
+fn check_contained(d: &TestDaemon, case: &str, image: &str, rand: &str) {
+    let v = inspect(d, image);
+    let diff = v["RootFS"]["Layers"][0].as_str().expect("layer");
+    let dir = d
+        .data_root()
+        .join("layers")
+        .join(diff.trim_start_matches("sha256:"));
+    let read = |p: &str| fs::read_to_string(dir.join(p)).ok();
+    let pwned = format!("berth-pwned-{rand}");
+    match case {
+        "absolute" => assert_eq!(read(&format!("etc/{pwned}")).as_deref(), Some("x")),
+        "symlink-dir-then-dir" => {
+            assert!(dir.join("d").symlink_metadata().expect("d").is_dir());
+            assert_eq!(read(&format!("d/{pwned}")).as_deref(), Some("x"));
+        }
+        "devices" => {
+            assert_eq!(read("ok").as_deref(), Some("fine"));
+            for p in ["sda", "dev/mem"] {
+                assert!(dir.join(p).symlink_metadata().is_err(), "{p} was created");
+            }
+        }
+        other => panic!("{other}: accepted, should have been refused"),
+    }
+}
+
 #[test]
 fn hostile_import_tarballs() {
     let d = TestDaemon::start();
@@ -739,6 +772,9 @@ fn hostile_import_tarballs() {
             );
         }
         check_hostile(&d, &case, &out, &before);
+        if out.status.success() {
+            check_contained(&d, &case, &format!("hostile:{case}"), &rand);
+        }
         for tag in [format!("hostile:{case}"), "hostile:api".to_string()] {
             let _ = d.docker(&["rmi", &tag]);
         }
@@ -758,6 +794,9 @@ fn hostile_load_archives() {
         let out = d.docker_stdin(&["load"], &archive[..]);
         s.check(&case, &d);
         check_hostile(&d, &case, &out, &before);
+        if out.status.success() {
+            check_contained(&d, &case, &format!("hostile:{case}"), &rand);
+        }
         let _ = d.docker(&["rmi", &format!("hostile:{case}")]);
     }
     // The archive itself hostile: its own paths escape, or its manifest points outside.
@@ -902,6 +941,44 @@ fn kill9_during_import_leaves_nothing() {
     // A retried import succeeds.
     let id = d.import_busybox("retry:1");
     assert_eq!(inspect(&d, "retry:1")["Id"], id.as_str());
+}
+
+/// The whole stream is sent; the kill comes while the layer is being unpacked (after its blob
+/// was stored, before the image is recorded).
+#[test]
+fn kill9_during_unpack_leaves_nothing() {
+    let d = TestDaemon::start();
+    let before = image_ids(&d);
+    let mut data = Vec::new();
+    let mut urandom = fs::File::open("/dev/urandom").expect("urandom");
+    let mut chunk = vec![0u8; 40 << 20];
+    for i in 0..5 {
+        std::io::Read::read_exact(&mut urandom, &mut chunk).expect("urandom");
+        data.extend_from_slice(&tar_header(&format!("f{i}"), chunk.len() as u64));
+        data.extend_from_slice(&chunk);
+    }
+    data.extend_from_slice(&[0u8; 1024]);
+    let mut child = Command::new(common::docker_exe())
+        .env("DOCKER_HOST", d.host())
+        .args(["import", "-", "big:2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let layers = d.data_root().join("layers");
+    poll("the layer's temp dir", Duration::from_secs(60), || {
+        !temp_leftovers(&layers).is_empty()
+    });
+    d.kill9();
+    let _ = w.join();
+    assert!(!child.wait().expect("wait").success());
+    assert_clean_after_crash(&d, &before);
+    d.import_busybox("retry:3");
 }
 
 #[test]

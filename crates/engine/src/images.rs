@@ -1000,6 +1000,23 @@ impl ImageService {
                 self.layers.remove(&l.chain_id)?;
             }
         }
+        // Blobs no image references: stored by an import or load that was interrupted before
+        // it recorded its image (blobs are written first, the record last).
+        let used_blobs: HashSet<&Digest> = images
+            .values()
+            .flat_map(|r| {
+                r.layers
+                    .iter()
+                    .filter_map(|l| l.blob.as_ref())
+                    .chain(std::iter::once(&r.id))
+            })
+            .collect();
+        for d in self.content.list()? {
+            if !used_blobs.contains(&d) {
+                tracing::info!(blob = %d, "removing unreferenced blob");
+                self.content.delete(&d)?;
+            }
+        }
         Ok(())
     }
 }
@@ -1390,7 +1407,21 @@ pub(crate) mod tests {
             .unwrap();
         let mut f = std::fs::File::create(dir.path().join("x")).unwrap();
         f.write_all(b"x").unwrap();
+        let orphan_blob = svc.content.put(b"left by an interrupted import").unwrap();
+        let kept: Vec<Digest> = svc
+            .all()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r.layers
+                    .iter()
+                    .filter_map(|l| l.blob.clone())
+                    .chain([r.id.clone()])
+            })
+            .collect();
         svc.reconcile().unwrap();
+        assert!(!svc.content.exists(&orphan_blob));
+        assert!(kept.iter().all(|d| svc.content.exists(d)));
         assert!(svc
             .db
             .get::<Digest>(TAGS_TABLE, "ghost:latest")
