@@ -191,6 +191,12 @@ impl Client {
         read_json(resp).await
     }
 
+    /// GET and return the body's bytes as the engine sent them.
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes> {
+        let resp = self.request(Method::GET, path, None, empty_body()).await?;
+        Ok(resp.into_body().collect().await?.to_bytes())
+    }
+
     pub async fn post_json<T: DeserializeOwned>(
         &self,
         path: &str,

@@ -467,10 +467,80 @@ pub fn indent_json(v: &Value) -> Result<String> {
         .replace('&', "\\u0026"))
 }
 
+/// Go's `json.Indent(dst, src, "", "    ")`: re-indents raw JSON without reordering keys or
+/// touching string contents (escapes stay as the engine wrote them); `[]` and `{}` stay compact.
+/// `docker inspect` prints the engine's bytes this way.
+pub fn indent_raw_json(src: &[u8]) -> String {
+    fn newline(out: &mut Vec<u8>, depth: usize) {
+        out.push(b'\n');
+        for _ in 0..depth {
+            out.extend_from_slice(b"    ");
+        }
+    }
+    let mut out = Vec::with_capacity(src.len() * 2);
+    let (mut depth, mut in_str, mut esc, mut opened) = (0usize, false, false, false);
+    for &b in src {
+        if in_str {
+            out.push(b);
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            continue;
+        }
+        if opened && b != b']' && b != b'}' {
+            opened = false;
+            depth += 1;
+            newline(&mut out, depth);
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                out.push(b);
+                opened = true;
+            }
+            b'}' | b']' => {
+                if opened {
+                    opened = false;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn raw_indent_like_go() {
+        let raw = br#"{"b":1,"a":[],"c":{"x":"<&>\"q\" , :"},"d":[1,{}] }"#;
+        assert_eq!(
+            indent_raw_json(raw),
+            "{\n    \"b\": 1,\n    \"a\": [],\n    \"c\": {\n        \"x\": \"<&>\\\"q\\\" , :\"\n    },\n    \"d\": [\n        1,\n        {}\n    ]\n}"
+        );
+    }
 
     #[test]
     fn fields_and_json() {

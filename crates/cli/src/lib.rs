@@ -21,6 +21,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(msg) = docker_flag_error(&e) {
+                eprintln!("{msg}");
+                return 125;
+            }
             let code = if e.use_stderr() { 125 } else { 0 };
             let _ = e.print();
             return code;
@@ -87,6 +91,38 @@ pub fn run(args: Vec<OsString>) -> i32 {
             }
         }
     }
+}
+
+/// docker's wording for an unknown flag ("unknown flag: --x", then the usage and a hint).
+fn docker_flag_error(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => a.clone(),
+        _ => return None,
+    };
+    let first = match arg.strip_prefix("--") {
+        Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
+        None => match arg.strip_prefix('-').and_then(|s| s.chars().next()) {
+            Some(c) => format!("unknown shorthand flag: '{c}' in {arg}"),
+            None => return None,
+        },
+    };
+    let usage = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(u)) => u.to_string(),
+        _ => return None,
+    };
+    let usage = usage.trim().trim_start_matches("Usage:").trim().to_string();
+    let path: Vec<&str> = usage
+        .split(' ')
+        .take_while(|w| !w.starts_with(['[', '<']) && !w.is_empty())
+        .collect();
+    Some(format!(
+        "{first}\n\nUsage:  {usage}\n\nRun '{} --help' for more information",
+        path.join(" ")
+    ))
 }
 
 async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {

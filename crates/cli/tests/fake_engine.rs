@@ -217,7 +217,7 @@ fn missing_image_pull_failure_exits_125() {
     assert!(
         st.log
             .iter()
-            .any(|l| l == "POST /images/create?fromImage=nope&tag=latest"),
+            .any(|l| l == "POST /images/create?fromImage=docker.io%2Flibrary%2Fnope&tag=latest"),
         "{:?}",
         st.log
     );

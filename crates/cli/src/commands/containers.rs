@@ -24,7 +24,7 @@ fn ps_headers() -> Value {
         "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
         "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
         "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-        "LocalVolumes": "LOCAL VOLUMES",
+        "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM",
     })
 }
 
@@ -65,9 +65,30 @@ pub fn display_ports(ports: &[PortSummary]) -> String {
 fn local_time(unix: i64) -> String {
     use chrono::TimeZone;
     match chrono::Local.timestamp_opt(unix, 0).single() {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S %z %Z").to_string(),
+        // Go's time.Time.String(): "2006-01-02 15:04:05 -0700 MST" with the zone's abbreviation.
+        Some(t) => format!(
+            "{} {}",
+            t.format("%Y-%m-%d %H:%M:%S %z"),
+            zone_abbrev(unix).unwrap_or_else(|| t.format("%:z").to_string())
+        ),
         None => unix.to_string(),
     }
+}
+
+/// The local zone's abbreviation at `unix` ("UTC", "CET"), from localtime_r's tm_zone.
+fn zone_abbrev(unix: i64) -> Option<String> {
+    let t: libc::time_t = unix;
+    // SAFETY: an all-zero tm is a valid value; localtime_r only writes into `tm`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; tm_zone then points to static tz data.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok || tm.tm_zone.is_null() {
+        return None;
+    }
+    // SAFETY: tm_zone is a NUL-terminated string owned by libc's tz state.
+    let z = unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) };
+    let z = z.to_string_lossy().into_owned();
+    (!z.is_empty()).then_some(z)
 }
 
 /// One `ps` row with docker's field names.
@@ -158,6 +179,7 @@ pub fn ps_row(c: &ContainerSummary, trunc: bool) -> Value {
         "Mounts": mount_names.join(","),
         "Networks": networks.join(","),
         "LocalVolumes": local_volumes.to_string(),
+        "Platform": Value::Null,
     })
 }
 
@@ -256,15 +278,25 @@ pub async fn rm(c: &Client, a: RmArgs) -> Result<i32> {
         .add_if(a.volumes, "v", "1")
         .add_if(a.link, "link", "1")
         .render();
-    for_each(&a.containers, |n| {
-        let q = q.clone();
-        async move {
-            let resp = c.delete(&format!("/containers/{}{q}", encode(&n))).await?;
+    // docker rm -f prints "No such container" errors but does not fail on them.
+    let mut failed = false;
+    for n in &a.containers {
+        let r = async {
+            let resp = c.delete(&format!("/containers/{}{q}", encode(n))).await?;
             http_body_util::BodyExt::collect(resp.into_body()).await?;
-            Ok(())
+            Ok::<(), CliError>(())
         }
-    })
-    .await
+        .await;
+        match r {
+            Ok(()) => super::out(&format!("{n}\n"))?,
+            Err(e @ CliError::Connect { .. }) => return Err(e),
+            Err(e) => {
+                eprintln!("{e}");
+                failed |= !(a.force && e.is_not_found());
+            }
+        }
+    }
+    Ok(i32::from(failed))
 }
 
 pub async fn rename(c: &Client, a: RenameArgs) -> Result<i32> {
@@ -275,8 +307,19 @@ pub async fn rename(c: &Client, a: RenameArgs) -> Result<i32> {
         ));
     }
     let q = Query::new().add("name", name).render();
-    c.post_discard(&format!("/containers/{}/rename{q}", encode(&a.container)))
-        .await?;
+    if let Err(e) = c
+        .post_discard(&format!("/containers/{}/rename{q}", encode(&a.container)))
+        .await
+    {
+        if matches!(e, CliError::Connect { .. }) {
+            return Err(e);
+        }
+        eprintln!("{e}");
+        return Err(CliError::other(format!(
+            "Error: failed to rename container named {}",
+            a.container
+        )));
+    }
     Ok(0)
 }
 

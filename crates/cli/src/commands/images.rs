@@ -105,7 +105,7 @@ pub fn image_rows(img: &Value, trunc: bool) -> Vec<Value> {
                 "CreatedSince": time_ago(created),
                 "CreatedAt": created_at,
                 "Size": human_size(size as f64),
-                "VirtualSize": human_size(size as f64),
+                "VirtualSize": crate::units::human_size_prec(size as f64, 4),
                 "SharedSize": shared_size,
                 "UniqueSize": unique_size,
                 "Containers": containers,

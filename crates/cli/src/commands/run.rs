@@ -320,8 +320,30 @@ pub fn split_reference(r: &str) -> (String, String) {
 }
 
 /// POST /images/create?fromImage=…, progress to stderr.
+/// docker's normalised repository name: `busybox` → `docker.io/library/busybox`,
+/// `me/app` → `docker.io/me/app`; names with a registry host are kept.
+pub fn normalized_name(name: &str) -> String {
+    let (first, rest) = match name.split_once('/') {
+        Some((f, r)) => (f, Some(r)),
+        None => (name, None),
+    };
+    let is_host = first.contains('.') || first.contains(':') || first == "localhost";
+    match rest {
+        Some(r) if is_host => {
+            if first == "index.docker.io" {
+                normalized_name(r)
+            } else {
+                name.to_string()
+            }
+        }
+        Some(_) => format!("docker.io/{name}"),
+        None => format!("docker.io/library/{name}"),
+    }
+}
+
 pub async fn pull(c: &Client, reference: &str) -> Result<()> {
     let (name, tag) = split_reference(reference);
+    let name = normalized_name(&name);
     let q = Query::new()
         .add("fromImage", name.as_str())
         .add("tag", tag.as_str());
@@ -529,11 +551,27 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32> {
         let code = attach_and_wait(c, &id, opts, "next-exit", true).await?;
         return Err(CliError::Exit(code));
     }
-    super::for_each(&a.containers, |n| async move {
-        c.post_discard(&format!("/containers/{}/start", encode(&n)))
+    let mut failed = Vec::new();
+    for n in &a.containers {
+        match c
+            .post_discard(&format!("/containers/{}/start", encode(n)))
             .await
-    })
-    .await
+        {
+            Ok(()) => super::out(&format!("{n}\n"))?,
+            Err(e @ CliError::Connect { .. }) => return Err(e),
+            Err(e) => {
+                eprintln!("{e}");
+                failed.push(n.as_str());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    Err(CliError::other(format!(
+        "Error: failed to start containers: {}",
+        failed.join(", ")
+    )))
 }
 
 pub async fn attach(c: &Client, a: AttachArgs) -> Result<i32> {

@@ -6,7 +6,7 @@ use super::{out, s};
 use crate::cli::{EventsArgs, FormatArgs, InspectArgs};
 use crate::client::{encode, filters_json, for_each_json_line, Client, Query, API_PREFIX};
 use crate::error::{CliError, Result};
-use crate::format::{indent_json, render_one};
+use crate::format::{indent_raw_json, render_one};
 use crate::units::{api_timestamp, human_size_prec};
 
 fn client_info() -> Value {
@@ -15,7 +15,7 @@ fn client_info() -> Value {
         "Version": env!("CARGO_PKG_VERSION"),
         "ApiVersion": API_PREFIX.trim_start_matches("/v"),
         "DefaultAPIVersion": API_PREFIX.trim_start_matches("/v"),
-        "GoVersion": "n/a (rust)",
+        "GoVersion": "n/a (Rust)",
         "GitCommit": "",
         "BuildTime": "",
         "Os": std::env::consts::OS,
@@ -48,6 +48,18 @@ pub async fn version(c: &Client, a: FormatArgs) -> Result<i32> {
         s(&client, "ApiVersion")
     ));
     t.push_str(&format!(
+        " Go version:        {}\n",
+        s(&client, "GoVersion")
+    ));
+    t.push_str(&format!(
+        " Git commit:        {}\n",
+        s(&client, "GitCommit")
+    ));
+    t.push_str(&format!(
+        " Built:             {}\n",
+        s(&client, "BuildTime")
+    ));
+    t.push_str(&format!(
         " OS/Arch:           {}/{}\n",
         s(&client, "Os"),
         s(&client, "Arch")
@@ -67,7 +79,10 @@ pub async fn version(c: &Client, a: FormatArgs) -> Result<i32> {
     ));
     t.push_str(&format!("  Go version:       {}\n", s(&v, "GoVersion")));
     t.push_str(&format!("  Git commit:       {}\n", s(&v, "GitCommit")));
-    t.push_str(&format!("  Built:            {}\n", s(&v, "BuildTime")));
+    t.push_str(&format!(
+        "  Built:            {}\n",
+        ansic_date(s(&v, "BuildTime"))
+    ));
     t.push_str(&format!(
         "  OS/Arch:          {}/{}\n",
         s(&v, "Os"),
@@ -83,61 +98,169 @@ pub async fn version(c: &Client, a: FormatArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// docker's reformatDate: an RFC 3339 time as Go's time.ANSIC ("Mon Jan _2 15:04:05 2006").
+fn ansic_date(t: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(d) => d.format("%a %b %e %H:%M:%S %Y").to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+/// String items of a JSON array field.
+fn strs<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v.get(key)
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The server half of `docker info`, in docker's order (prettyPrintServerInfo).
+pub fn server_info_text(v: &Value) -> String {
+    use std::fmt::Write;
+    let i = |k: &str| super::i(v, k);
+    let b = |k: &str| v.get(k).and_then(|d| d.as_bool()).unwrap_or(false);
+    let mut t = String::new();
+    let _ = writeln!(t, "Server:");
+    let _ = writeln!(t, " Containers: {}", i("Containers"));
+    let _ = writeln!(t, "  Running: {}", i("ContainersRunning"));
+    let _ = writeln!(t, "  Paused: {}", i("ContainersPaused"));
+    let _ = writeln!(t, "  Stopped: {}", i("ContainersStopped"));
+    let _ = writeln!(t, " Images: {}", i("Images"));
+    let _ = writeln!(t, " Server Version: {}", s(v, "ServerVersion"));
+    let _ = writeln!(t, " Storage Driver: {}", s(v, "Driver"));
+    for pair in v
+        .get("DriverStatus")
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(k), Some(val)) = (
+            pair.get(0).and_then(|x| x.as_str()),
+            pair.get(1).and_then(|x| x.as_str()),
+        ) {
+            let _ = writeln!(t, "  {k}: {val}");
+        }
+    }
+    let _ = writeln!(t, " Logging Driver: {}", s(v, "LoggingDriver"));
+    let _ = writeln!(t, " Cgroup Driver: {}", s(v, "CgroupDriver"));
+    let _ = writeln!(t, " Cgroup Version: {}", s(v, "CgroupVersion"));
+    let plugins = v.get("Plugins").cloned().unwrap_or(Value::Null);
+    let _ = writeln!(t, " Plugins:");
+    let _ = writeln!(t, "  Volume: {}", strs(&plugins, "Volume").join(" "));
+    let _ = writeln!(t, "  Network: {}", strs(&plugins, "Network").join(" "));
+    let authz = strs(&plugins, "Authorization");
+    if !authz.is_empty() {
+        let _ = writeln!(t, "  Authorization: {}", authz.join(" "));
+    }
+    let _ = writeln!(t, "  Log: {}", strs(&plugins, "Log").join(" "));
+    let swarm = v.get("Swarm").map(|w| s(w, "LocalNodeState")).unwrap_or("");
+    let _ = writeln!(t, " Swarm: {swarm}");
+    let mut runtimes: Vec<&String> = v
+        .get("Runtimes")
+        .and_then(|r| r.as_object())
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    runtimes.sort();
+    t.push_str(" Runtimes:");
+    for r in runtimes {
+        let _ = write!(t, " {r}");
+    }
+    t.push('\n');
+    let _ = writeln!(t, " Default Runtime: {}", s(v, "DefaultRuntime"));
+    let _ = writeln!(t, " Init Binary: {}", s(v, "InitBinary"));
+    let commit = |k: &str| v.get(k).map(|c| s(c, "ID")).unwrap_or("").to_string();
+    let _ = writeln!(t, " containerd version: {}", commit("ContainerdCommit"));
+    let _ = writeln!(t, " runc version: {}", commit("RuncCommit"));
+    let _ = writeln!(t, " init version: {}", commit("InitCommit"));
+    let secopts = strs(v, "SecurityOptions");
+    if !secopts.is_empty() {
+        let _ = writeln!(t, " Security Options:");
+        for so in secopts {
+            for kv in so.split(',') {
+                match kv.split_once('=') {
+                    Some(("name", n)) => {
+                        let _ = writeln!(t, "  {n}");
+                    }
+                    Some(("profile", p)) => {
+                        let _ = writeln!(t, "   Profile: {p}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = writeln!(t, " Kernel Version: {}", s(v, "KernelVersion"));
+    let _ = writeln!(t, " Operating System: {}", s(v, "OperatingSystem"));
+    let _ = writeln!(t, " OSType: {}", s(v, "OSType"));
+    let _ = writeln!(t, " Architecture: {}", s(v, "Architecture"));
+    let _ = writeln!(t, " CPUs: {}", i("NCPU"));
+    let _ = writeln!(t, " Total Memory: {}", human_mem(i("MemTotal")));
+    let _ = writeln!(t, " Name: {}", s(v, "Name"));
+    let _ = writeln!(t, " ID: {}", s(v, "ID"));
+    let _ = writeln!(t, " Docker Root Dir: {}", s(v, "DockerRootDir"));
+    let _ = writeln!(t, " Debug Mode: {}", b("Debug"));
+    if b("Debug") {
+        let _ = writeln!(t, "  File Descriptors: {}", i("NFd"));
+        let _ = writeln!(t, "  Goroutines: {}", i("NGoroutines"));
+        let _ = writeln!(t, "  System Time: {}", s(v, "SystemTime"));
+        let _ = writeln!(t, "  EventsListeners: {}", i("NEventsListener"));
+    }
+    let labels = strs(v, "Labels");
+    if !labels.is_empty() {
+        let _ = writeln!(t, " Labels:");
+        for l in labels {
+            let _ = writeln!(t, "  {l}");
+        }
+    }
+    let _ = writeln!(t, " Experimental: {}", b("ExperimentalBuild"));
+    let reg = v.get("RegistryConfig").cloned().unwrap_or(Value::Null);
+    let mut insecure: Vec<String> = reg
+        .get("IndexConfigs")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.values()
+                .filter(|c| c.get("Secure").and_then(|x| x.as_bool()) == Some(false))
+                .map(|c| s(c, "Name").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    insecure.extend(
+        strs(&reg, "InsecureRegistryCIDRs")
+            .into_iter()
+            .map(str::to_string),
+    );
+    if !insecure.is_empty() {
+        let _ = writeln!(t, " Insecure Registries:");
+        for r in insecure {
+            let _ = writeln!(t, "  {r}");
+        }
+    }
+    let mirrors = strs(&reg, "Mirrors");
+    if !mirrors.is_empty() {
+        let _ = writeln!(t, " Registry Mirrors:");
+        for m in mirrors {
+            let _ = writeln!(t, "  {m}");
+        }
+    }
+    let _ = writeln!(t, " Live Restore Enabled: {}", b("LiveRestoreEnabled"));
+    t.push('\n');
+    t
+}
+
 pub async fn info(c: &Client, a: FormatArgs) -> Result<i32> {
     let v: Value = c.get_json("/info").await?;
     if let Some(f) = &a.format {
         out(&render_one(f, &v)?)?;
         return Ok(0);
     }
-    let i = |k: &str| super::i(&v, k);
     let mut t = String::new();
     t.push_str("Client:\n");
     t.push_str(&format!(" Version:    {}\n", env!("CARGO_PKG_VERSION")));
     t.push_str(" Context:    default\n Debug Mode: false\n\n");
-    t.push_str("Server:\n");
-    t.push_str(&format!(" Containers: {}\n", i("Containers")));
-    t.push_str(&format!("  Running: {}\n", i("ContainersRunning")));
-    t.push_str(&format!("  Paused: {}\n", i("ContainersPaused")));
-    t.push_str(&format!("  Stopped: {}\n", i("ContainersStopped")));
-    t.push_str(&format!(" Images: {}\n", i("Images")));
-    t.push_str(&format!(" Server Version: {}\n", s(&v, "ServerVersion")));
-    t.push_str(&format!(" Storage Driver: {}\n", s(&v, "Driver")));
-    t.push_str(&format!(" Logging Driver: {}\n", s(&v, "LoggingDriver")));
-    t.push_str(&format!(" Cgroup Driver: {}\n", s(&v, "CgroupDriver")));
-    t.push_str(&format!(" Cgroup Version: {}\n", s(&v, "CgroupVersion")));
-    t.push_str(&format!(" Default Runtime: {}\n", s(&v, "DefaultRuntime")));
-    t.push_str(&format!(" Kernel Version: {}\n", s(&v, "KernelVersion")));
-    t.push_str(&format!(
-        " Operating System: {}\n",
-        s(&v, "OperatingSystem")
-    ));
-    t.push_str(&format!(" OSType: {}\n", s(&v, "OSType")));
-    t.push_str(&format!(" Architecture: {}\n", s(&v, "Architecture")));
-    t.push_str(&format!(" CPUs: {}\n", i("NCPU")));
-    t.push_str(&format!(" Total Memory: {}\n", human_mem(i("MemTotal"))));
-    t.push_str(&format!(" Name: {}\n", s(&v, "Name")));
-    t.push_str(&format!(" ID: {}\n", s(&v, "ID")));
-    t.push_str(&format!(" Docker Root Dir: {}\n", s(&v, "DockerRootDir")));
-    t.push_str(&format!(
-        " Debug Mode: {}\n",
-        v.get("Debug").and_then(|d| d.as_bool()).unwrap_or(false)
-    ));
-    t.push_str(&format!(
-        " Live Restore Enabled: {}\n",
-        v.get("LiveRestoreEnabled")
-            .and_then(|d| d.as_bool())
-            .unwrap_or(false)
-    ));
+    t.push_str(&server_info_text(&v));
     out(&t)?;
-    for w in v
-        .get("Warnings")
-        .and_then(|w| w.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
-        if let Some(w) = w.as_str() {
-            eprintln!("{w}");
-        }
+    for w in strs(&v, "Warnings") {
+        eprintln!("{w}");
     }
     Ok(0)
 }
@@ -225,7 +348,7 @@ pub async fn events(c: &Client, a: EventsArgs) -> Result<i32> {
 }
 
 pub async fn inspect(c: &Client, a: InspectArgs) -> Result<i32> {
-    let mut found: Vec<Value> = Vec::new();
+    let mut found: Vec<bytes::Bytes> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let kind = a.kind.as_deref().unwrap_or("");
     if !matches!(kind, "" | "container" | "image") {
@@ -235,41 +358,57 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<i32> {
     }
     for name in &a.names {
         let n = encode(name);
-        let mut result: Option<Value> = None;
+        let q = Query::new().add_if(a.size, "size", "1").render();
+        let mut paths = Vec::new();
         if kind != "image" {
-            let q = Query::new().add_if(a.size, "size", "1").render();
-            match c
-                .get_json::<Value>(&format!("/containers/{n}/json{q}"))
-                .await
-            {
-                Ok(v) => result = Some(v),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
+            paths.push(format!("/containers/{n}/json{q}"));
         }
-        if result.is_none() && kind != "container" {
-            match c.get_json::<Value>(&format!("/images/{n}/json")).await {
-                Ok(v) => result = Some(v),
-                Err(e) if e.is_not_found() => {}
+        if kind != "container" {
+            paths.push(format!("/images/{n}/json"));
+        }
+        let mut result = None;
+        for p in &paths {
+            match c.get_bytes(p).await {
+                Ok(v) => {
+                    result = Some(v);
+                    break;
+                }
+                // Without --type a missing object of one kind is looked up as the next kind;
+                // with --type docker prints the engine's own error.
+                Err(e) if e.is_not_found() && kind.is_empty() => {}
+                Err(e @ CliError::Daemon { .. }) => {
+                    errors.push(e.to_string());
+                    break;
+                }
                 Err(e) => return Err(e),
             }
         }
         match result {
             Some(v) => found.push(v),
-            None => errors.push(match kind {
-                "container" => format!("Error: No such container: {name}"),
-                "image" => format!("Error: No such image: {name}"),
-                _ => format!("Error: No such object: {name}"),
-            }),
+            None if kind.is_empty() => errors.push(format!("Error: No such object: {name}")),
+            None => {}
         }
     }
     match &a.format {
         Some(f) => {
-            for v in &found {
-                out(&render_one(f, v)?)?;
+            for raw in &found {
+                let v: Value = serde_json::from_slice(raw)?;
+                out(&render_one(f, &v)?)?;
             }
         }
-        None => out(&format!("{}\n", indent_json(&Value::Array(found))?))?,
+        None => {
+            // As docker: the raw elements joined into one array, re-indented (key order and
+            // escapes as the engine sent them).
+            let mut all = b"[".to_vec();
+            for (i, raw) in found.iter().enumerate() {
+                if i > 0 {
+                    all.push(b',');
+                }
+                all.extend_from_slice(raw);
+            }
+            all.push(b']');
+            out(&format!("{}\n", indent_raw_json(&all)))?;
+        }
     }
     for e in &errors {
         eprintln!("{e}");
