@@ -18,7 +18,7 @@ pub mod user;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     InvalidArgument(String),
     #[error("unable to find user {0}: no matching entries in passwd file")]
     UserNotFound(String),
