@@ -234,10 +234,7 @@ mod tests {
     #[test]
     fn unknown_capability_message() {
         let err = effective(false, &s(&["foo"]), &[]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid argument: unknown capability: \"CAP_FOO\""
-        );
+        assert_eq!(err.to_string(), "unknown capability: \"CAP_FOO\"");
         assert!(effective(false, &[], &s(&["CAP_BAR"])).is_err());
     }
 
