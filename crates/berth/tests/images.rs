@@ -73,6 +73,8 @@ enum Ent {
     Symlink(String, String),
     Hardlink(String, String),
     CharDev(String, u32, u32),
+    /// A regular file whose real name is in a PAX extended header.
+    PaxFile(String, Vec<u8>),
 }
 
 fn file(n: &str, d: &[u8]) -> Ent {
@@ -88,6 +90,29 @@ fn hardlink(n: &str, t: &str) -> Ent {
 fn raw_tar(entries: &[Ent]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
+        if let Ent::PaxFile(name, data) = e {
+            // "<len> path=<name>\n", where <len> counts itself.
+            let body = format!(" path={name}\n");
+            let mut n = body.len() + 1;
+            while (n.to_string().len() + body.len()) != n {
+                n += 1;
+            }
+            let rec = format!("{n}{body}");
+            let mut x = tar::Header::new_ustar();
+            x.set_path("PaxHeaders/x").expect("path");
+            x.set_entry_type(tar::EntryType::XHeader);
+            x.set_size(rec.len() as u64);
+            x.set_mode(0o644);
+            x.set_cksum();
+            b.append(&x, rec.as_bytes()).expect("pax");
+            let mut h = tar::Header::new_ustar();
+            h.set_path("innocent").expect("path");
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, &data[..]).expect("append");
+            continue;
+        }
         let mut h = tar::Header::new_old();
         let (name, link, ty, data): (&str, Option<&str>, tar::EntryType, &[u8]) = match e {
             Ent::File(n, d) => (n, None, tar::EntryType::Regular, d),
@@ -95,6 +120,7 @@ fn raw_tar(entries: &[Ent]) -> Vec<u8> {
             Ent::Symlink(n, t) => (n, Some(t), tar::EntryType::Symlink, &[]),
             Ent::Hardlink(n, t) => (n, Some(t), tar::EntryType::Link, &[]),
             Ent::CharDev(n, _, _) => (n, None, tar::EntryType::Char, &[]),
+            Ent::PaxFile(..) => unreachable!("handled above"),
         };
         {
             let old = h.as_old_mut();
@@ -105,11 +131,18 @@ fn raw_tar(entries: &[Ent]) -> Vec<u8> {
             }
         }
         h.set_entry_type(ty);
-        h.set_mode(if matches!(e, Ent::Dir(_)) {
-            0o755
-        } else {
-            0o644
+        // Links carry an owner and mode: an unpacker that chowns/chmods through them would
+        // change their (host) target.
+        let link_entry = matches!(e, Ent::Symlink(..) | Ent::Hardlink(..));
+        h.set_mode(match e {
+            Ent::Dir(_) => 0o755,
+            _ if link_entry => 0o777,
+            _ => 0o644,
         });
+        if link_entry {
+            h.set_uid(4242);
+            h.set_gid(4242);
+        }
         h.set_size(data.len() as u64);
         h.set_mtime(1_700_000_000);
         if let Ent::CharDev(_, maj, min) = e {
@@ -562,6 +595,8 @@ fn hello_world_is_built_in() {
 struct Sentinels {
     host: Vec<PathBuf>,
     victims: Vec<PathBuf>,
+    /// (mode, uid, gid, mtime) of each victim.
+    victim_md: Vec<(u32, u32, u32, i64)>,
     passwd: Vec<u8>,
     passwd_nlink: u64,
 }
@@ -573,8 +608,13 @@ impl Sentinels {
             d.data_root().join("layers").join(format!("victim-{rand}")),
             PathBuf::from(format!("/tmp/berth-victim-{rand}")),
         ];
+        let mut victim_md = Vec::new();
         for v in &victims {
             fs::write(v, "victim").expect("victim");
+            fs::set_permissions(v, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            let m = fs::metadata(v).expect("victim");
+            victim_md.push((m.mode(), m.uid(), m.gid(), m.mtime()));
         }
         let md = fs::metadata("/etc/passwd").expect("/etc/passwd");
         Sentinels {
@@ -590,6 +630,7 @@ impl Sentinels {
                     .join(format!("berth-pwned-{rand}")),
             ],
             victims,
+            victim_md,
             passwd: fs::read("/etc/passwd").expect("/etc/passwd"),
             passwd_nlink: md.nlink(),
         }
@@ -599,8 +640,15 @@ impl Sentinels {
         for p in &self.host {
             assert!(!p.exists(), "{case}: {} was written", p.display());
         }
-        for p in &self.victims {
-            assert!(p.exists(), "{case}: {} was removed", p.display());
+        for (p, md) in self.victims.iter().zip(&self.victim_md) {
+            let m =
+                fs::metadata(p).unwrap_or_else(|_| panic!("{case}: {} was removed", p.display()));
+            assert_eq!(
+                (m.mode(), m.uid(), m.gid(), m.mtime()),
+                *md,
+                "{case}: {} was changed",
+                p.display()
+            );
         }
         assert_eq!(
             fs::read("/etc/passwd").expect("passwd"),
@@ -684,6 +732,30 @@ fn hostile_layers(rand: &str) -> Vec<(String, Vec<u8>)> {
             "hardlink-via-symlink",
             vec![symlink("e", "/etc"), hardlink("pw3", "e/passwd")],
         ),
+        (
+            "file-over-symlink",
+            vec![symlink("x", &p("/tmp/berth-pwned-RAND")), f("x")],
+        ),
+        (
+            "hardlink-to-outside-symlink",
+            vec![
+                symlink("s", &p("/tmp/berth-pwned-RAND")),
+                hardlink("h", "s"),
+                f("h"),
+            ],
+        ),
+        (
+            "dir-through-symlink",
+            vec![symlink("e", "/tmp"), Ent::Dir(p("e/berth-pwned-RAND/"))],
+        ),
+        (
+            "pax-path",
+            vec![Ent::PaxFile(p("UP/tmp/berth-pwned-RAND"), b"x".to_vec())],
+        ),
+        (
+            "metadata-through-symlink",
+            vec![symlink("v", &p("/tmp/berth-victim-RAND"))],
+        ),
         ("whiteout-up", vec![wh("../.wh.victim-RAND")]),
         ("whiteout-deep", vec![wh("UP/tmp/.wh.berth-victim-RAND")]),
         (
@@ -738,6 +810,22 @@ fn check_contained(d: &TestDaemon, case: &str, image: &str, rand: &str) {
             for p in ["sda", "dev/mem"] {
                 assert!(dir.join(p).symlink_metadata().is_err(), "{p} was created");
             }
+        }
+        // The later entry replaces the link; it is not written through it.
+        "file-over-symlink" | "hardlink-to-outside-symlink" => {
+            let name = if case == "file-over-symlink" {
+                "x"
+            } else {
+                "h"
+            };
+            assert!(dir.join(name).symlink_metadata().expect(name).is_file());
+            assert_eq!(read(name).as_deref(), Some("x"));
+        }
+        // A dangling symlink is fine in a layer; its owner is the link's own.
+        "metadata-through-symlink" => {
+            let m = dir.join("v").symlink_metadata().expect("v");
+            assert!(m.file_type().is_symlink());
+            assert_eq!(m.uid(), 4242);
         }
         other => panic!("{other}: accepted, should have been refused"),
     }
