@@ -117,9 +117,13 @@ bench_one() {
     # shellcheck disable=SC2086
     [ -z "$pids" ] || put rss_idle "$(sum_kb status VmRSS $pids)"
 
+    local ta tb
     t0=${EPOCHREALTIME/[.,]/}
     for ((i = 0; i < count; i++)); do
+        ta=${EPOCHREALTIME/[.,]/}
         ids+=("$(dk run -d --label "berth.bench=$runid" "$image" sleep 1000)")
+        tb=${EPOCHREALTIME/[.,]/}
+        put run_d "$(elapsed_ms "$ta" "$tb")"
     done
     t1=${EPOCHREALTIME/[.,]/}
     put run_d_total "$(elapsed_ms "$t0" "$t1")"
@@ -164,7 +168,7 @@ def num(label, key):
 
 def cell(label, key):
     d, v = data.get(label, {}), num(label, key) if key != "monitor_names" else None
-    if key == "run_rm" and v:
+    if key in ("run_rm", "run_d") and v:
         return f"{statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f})"
     if key in ("run_d_total", "rm_total") and v:
         return f"{v[0] / 1000:.2f} s ({v[0] / count:.1f} ms each)"
@@ -179,6 +183,7 @@ def cell(label, key):
 
 rows = [
     (f"`run --rm IMG true`, median ms (min–max), n={runs}", "run_rm"),
+    (f"`run -d IMG sleep 1000`, median ms (min–max), n={count}", "run_d"),
     (f"{count} × `run -d IMG sleep 1000`, total", "run_d_total"),
     ("engine RSS idle, MiB", "rss_idle"),
     (f"engine RSS with {count} containers, MiB", "rss_loaded"),
