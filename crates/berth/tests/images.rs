@@ -686,8 +686,11 @@ impl Sentinels {
             }
         }
     }
+}
 
-    fn remove(&self) {
+impl Drop for Sentinels {
+    /// Also when a check failed: no victim files are left in /tmp.
+    fn drop(&mut self) {
         for p in self.victims.iter().chain(self.host.iter()) {
             let _ = fs::remove_file(p);
         }
@@ -868,7 +871,6 @@ fn hostile_import_tarballs() {
         }
         assert!(all_temp_leftovers(&d).is_empty(), "{case}: temp files left");
     }
-    s.remove();
 }
 
 #[test]
@@ -937,7 +939,6 @@ fn hostile_load_archives() {
         assert_eq!(st, 400, "{case}: {}", String::from_utf8_lossy(&body));
     }
     assert!(all_temp_leftovers(&d).is_empty());
-    s.remove();
 }
 
 // ---- crash safety ----
