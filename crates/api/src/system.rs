@@ -277,11 +277,11 @@ async fn events(State(e): State<AppState>, AxQuery(q): AxQuery<Query>) -> ApiRes
             None => fut.await,
         }
     });
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .body(stream)
-        .map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)
 }
 
 fn line(ev: &Event) -> bytes::Bytes {

@@ -276,9 +276,10 @@ fn validate_host_config(hc: &HostConfig) -> Result<()> {
             ));
         }
         if max > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
-            return Err(EngineError::InvalidArgument(format!(
+            return Err(EngineError::InvalidArgument(
                 "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-            )));
+                    .into(),
+            ));
         }
         if hc.auto_remove == Some(true)
             && !matches!(

@@ -228,9 +228,9 @@ impl ContainerService {
         let new = format!("/{}", new_name.trim_start_matches('/'));
         let old = c.snapshot().name;
         if old == new {
-            return Err(EngineError::Conflict(format!(
-                "Renaming a container with the same name as its current name"
-            )));
+            return Err(EngineError::Conflict(
+                "Renaming a container with the same name as its current name".into(),
+            ));
         }
         if let Some(owner) = self.name_owner(&new) {
             return Err(EngineError::Conflict(format!(

@@ -1,9 +1,11 @@
 //! `docker logs`: read the json-file log, optionally follow it while the container lives.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_shim::logs::{LogEntry, LogFollower, Stream};
+use berth_shim::logs::{decode_entry, LogEntry, LogFollower, Stream};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
@@ -66,6 +68,14 @@ impl ContainerService {
             }
         }
         let path = self.log_path(&rec.id);
+        let max_file = rec
+            .host_config
+            .log_config
+            .as_ref()
+            .and_then(|lc| lc.config.as_ref())
+            .and_then(|m| m.get("max-file"))
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1);
         let (tx, rx) = mpsc::channel(64);
         let this = self.clone();
         tokio::spawn(async move {
@@ -73,7 +83,7 @@ impl ContainerService {
                 (match e.stream {
                     Stream::Stdout => opts.stdout,
                     Stream::Stderr => opts.stderr,
-                }) && opts.since.map(|s| e.time > s).unwrap_or(true)
+                }) && opts.since.map(|s| e.time >= s).unwrap_or(true)
                     && opts.until.map(|u| e.time <= u).unwrap_or(true)
             };
             let render = |e: LogEntry| -> LogChunk {
@@ -90,16 +100,13 @@ impl ContainerService {
                 }
             };
             let mut notice = c.notice.subscribe();
-            let mut follower = match LogFollower::from_start(&path) {
-                Ok(f) => f,
-                Err(_) => return,
+            let Some((mut follower, current)) = open_current(&path) else {
+                return;
             };
-            let first: Vec<LogEntry> = follower
-                .poll()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|e| keep(e))
-                .collect();
+            // Rotated files first (oldest first), then the current one.
+            let mut first = rotated_entries(&path, max_file, current);
+            first.extend(follower.poll().unwrap_or_default());
+            let first: Vec<LogEntry> = first.into_iter().filter(|e| keep(e)).collect();
             let skip = opts
                 .tail
                 .map(|t| first.len().saturating_sub(t))
@@ -134,6 +141,46 @@ impl ContainerService {
         });
         Ok((tty, rx))
     }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A follower at the start of the current log file, and that file's (dev, inode); retried when a
+/// rotation renames the file in between.
+fn open_current(path: &Path) -> Option<(LogFollower, Option<(u64, u64)>)> {
+    for _ in 0..10 {
+        let before = file_id(path);
+        let f = LogFollower::from_start(path).ok()?;
+        if file_id(path) == before {
+            return Some((f, before));
+        }
+    }
+    None
+}
+
+/// Entries of the rotated files `<path>.N` … `<path>.1`, oldest first, skipping the file the
+/// follower already reads (it may have been renamed to `.1` meanwhile).
+fn rotated_entries(path: &Path, max_file: u32, current: Option<(u64, u64)>) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    for n in (1..max_file.max(1)).rev() {
+        let mut p = path.as_os_str().to_os_string();
+        p.push(format!(".{n}"));
+        let p = PathBuf::from(p);
+        if current.is_some() && file_id(&p) == current {
+            continue;
+        }
+        let Ok(data) = std::fs::read(&p) else {
+            continue;
+        };
+        out.extend(
+            data.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(decode_entry),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

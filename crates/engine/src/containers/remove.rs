@@ -26,13 +26,16 @@ impl ContainerService {
         }
         if rec.state.status.is_live() || rec.state.status == Status::Restarting {
             if !force {
-                let what = if rec.state.status == Status::Paused {
-                    "paused"
-                } else {
-                    "running"
+                // Docker's wording, per state.
+                let msg = match rec.state.status {
+                    Status::Paused => "container is paused and must be unpaused first",
+                    Status::Restarting => {
+                        "container is restarting: stop the container before removing or force remove"
+                    }
+                    _ => "container is running: stop the container before removing or force remove",
                 };
                 return Err(EngineError::Conflict(format!(
-                    "cannot remove container \"{}\": container is {what}: stop the container before removing or force remove",
+                    "cannot remove container \"{}\": {msg}",
                     rec.name
                 )));
             }
