@@ -85,7 +85,7 @@ async fn inspect(
 }
 
 async fn start(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    e.containers.start(&id).await?;
+    e.containers.start_by_user(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

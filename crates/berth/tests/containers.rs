@@ -1031,3 +1031,40 @@ fn berth_cli_main_flows() {
         d.describe(&out)
     );
 }
+
+/// `docker start` and `docker restart` reset RestartCount and the "manually stopped" mark, as
+/// Docker's resetRestartManager does: the policy applies again.
+#[test]
+fn start_and_restart_reset_the_restart_policy() {
+    let d = engine();
+    let n = name("reset");
+    run_sh(
+        &d,
+        &format!("-d --name {n} --restart on-failure:1"),
+        "echo run; exit 1",
+    );
+    // Each verb: one run, and (the count being reset) one more retry.
+    for (verb, runs) in [("", 2), ("start", 4), ("restart", 6)] {
+        if !verb.is_empty() {
+            dok(&d, &format!("{verb} {n}"));
+        }
+        poll(30, &format!("{runs} runs after {verb}"), || {
+            let v = inspect(&d, &n);
+            let seen = logs(&d, &n).matches("run\n").count();
+            (seen == runs && v["RestartCount"] == 1 && v["State"]["Status"] == "exited")
+                .then_some(())
+        });
+    }
+    let a = name("always");
+    run_sh(
+        &d,
+        &format!("-d --name {a} --restart always"),
+        "echo run; sleep 0.3",
+    );
+    wait_log(&d, &a, "run");
+    dok(&d, &format!("stop -t 0 {a}"));
+    dok(&d, &format!("start {a}"));
+    poll(30, "restarts after docker start", || {
+        (logs(&d, &a).matches("run\n").count() >= 3).then_some(())
+    });
+}

@@ -31,6 +31,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| EngineError::InvalidArgument(format!("Invalid signal: {s}")))
 }
 
+fn reset_restart_policy(r: &mut super::Record) {
+    r.manually_stopped = false;
+    r.restart_count = 0;
+}
+
 impl ContainerService {
     fn not_running(&self, c: &Container) -> EngineError {
         let id = c.id();
@@ -156,6 +161,17 @@ impl ContainerService {
         Ok(())
     }
 
+    /// `docker start`: as Docker's resetRestartManager, a start by the user resets the restart
+    /// count and the "manually stopped" mark, so the restart policy applies again.
+    pub async fn start_by_user(self: &Arc<Self>, name: &str) -> Result<()> {
+        let c = self.get(name)?;
+        let _g = c.op_lock.lock().await;
+        if !c.snapshot().state.status.is_live() {
+            c.with(reset_restart_policy);
+        }
+        self.start_locked(&c).await
+    }
+
     pub async fn restart(
         self: &Arc<Self>,
         name: &str,
@@ -168,7 +184,7 @@ impl ContainerService {
             Ok(()) | Err(EngineError::NotModified(_)) => {}
             Err(e) => return Err(e),
         }
-        c.with(|r| r.manually_stopped = false);
+        c.with(reset_restart_policy);
         self.start_locked(&c).await?;
         self.emit(&c, "restart", &[]);
         Ok(())
