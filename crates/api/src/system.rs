@@ -52,8 +52,9 @@ fn kernel() -> String {
         .unwrap_or_default()
 }
 
-async fn version() -> Json<serde_json::Value> {
-    let now = chrono::Utc::now().to_rfc3339();
+async fn version(State(e): State<AppState>) -> Json<serde_json::Value> {
+    // No build timestamp is compiled in (reproducible builds); report when this engine started.
+    let now = e.started.to_rfc3339();
     Json(json!({
         "Platform": {"Name": "berth"},
         "Components": [{

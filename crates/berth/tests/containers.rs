@@ -883,8 +883,6 @@ fn engine_restart_keeps_running_and_records_exits() {
 /// Docker restarts an `always` container at daemon start even after `docker stop` (only
 /// `unless-stopped` stays down).
 #[test]
-#[ignore = "engine bug in containers/reconcile.rs (not this test's file): the Exited branch \
-            skips manually stopped containers, so `always` is not restarted at engine start"]
 fn engine_restart_starts_stopped_always_container() {
     let d = engine();
     let n = name("alw");

@@ -267,6 +267,12 @@ impl ContainerService {
 }
 
 fn validate_host_config(hc: &HostConfig) -> Result<()> {
+    // Unknown capability names are refused at create, as Docker does.
+    berth_runtime::caps::effective(
+        hc.privileged.unwrap_or(false),
+        hc.cap_add.as_deref().unwrap_or(&[]),
+        hc.cap_drop.as_deref().unwrap_or(&[]),
+    )?;
     if let Some(rp) = &hc.restart_policy {
         let name = rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let max = rp.maximum_retry_count.unwrap_or(0);

@@ -62,10 +62,9 @@ impl ContainerService {
                 }
                 _ => {
                     self.cleanup_run(&rec.id).await;
-                    if self.should_restart(&rec, true)
-                        && rec.state.status == Status::Exited
-                        && !rec.manually_stopped
-                    {
+                    // should_restart(.., engine_start = true) applies each policy's own rule
+                    // (`always` restarts even after `docker stop`, `unless-stopped` does not).
+                    if self.should_restart(&rec, true) && rec.state.status == Status::Exited {
                         to_restart.push(c.clone());
                     }
                 }

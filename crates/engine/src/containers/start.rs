@@ -476,10 +476,8 @@ impl ContainerService {
         if rec.state.status != Status::Restarting || rec.manually_stopped {
             return;
         }
-        c.with(|r| {
-            r.restart_count += 1;
-            r.state.status = Status::Exited;
-        });
+        // The status stays `restarting` until start_locked records the new run (or the failure).
+        c.with(|r| r.restart_count += 1);
         if let Err(e) = self.start_locked(&c).await {
             tracing::warn!(container = %rec.id, "restart failed: {e}");
         } else {
