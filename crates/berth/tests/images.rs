@@ -1165,3 +1165,31 @@ fn error_shapes_match_docker() {
     ]);
     assert!(e.contains("BOGUS is not a valid change command"), "{e}");
 }
+
+/// `rmi -f` of an image a stopped container uses: the container still starts (it keeps its own
+/// chain of layers), also after the engine restarts and reconciles unreferenced layers.
+#[test]
+fn force_removed_image_keeps_its_containers_startable() {
+    let d = TestDaemon::start();
+    let id = d.import_busybox("busybox:forced");
+    d.docker_ok(&[
+        "create",
+        "--name",
+        "orphaned",
+        "busybox:forced",
+        "echo",
+        "still-here",
+    ]);
+    d.docker_ok(&["rmi", "-f", "busybox:forced"]);
+    let short = id.trim().trim_start_matches("sha256:")[..12].to_string();
+    assert!(
+        !image_ids(&d).iter().any(|i| i.contains(&short)),
+        "the image record should be gone"
+    );
+    let out = d.docker_ok(&["start", "-a", "orphaned"]);
+    assert_eq!(out.trim(), "still-here");
+    d.kill9();
+    d.start_again();
+    let out = d.docker_ok(&["start", "-a", "orphaned"]);
+    assert_eq!(out.trim(), "still-here");
+}

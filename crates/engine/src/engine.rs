@@ -55,7 +55,13 @@ impl Engine {
                 events.clone(),
                 c2.tmp_dir(),
             ));
-            images.reconcile()?;
+            // Layers that containers mount stay, even when their image was force-removed.
+            let keep: std::collections::HashSet<berth_store::Digest> = db
+                .list::<crate::containers::Record>("containers")?
+                .into_iter()
+                .flat_map(|(_, r)| r.layers)
+                .collect();
+            images.reconcile_keeping(&keep)?;
             crate::hello::ensure(&images)?;
             Ok((images, db, events))
         })

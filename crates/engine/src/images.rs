@@ -966,6 +966,12 @@ impl ImageService {
     /// Start-up reconciliation: clean partial blobs and layers, drop tags that point to missing
     /// images, and layers no image references.
     pub fn reconcile(&self) -> Result<()> {
+        self.reconcile_keeping(&HashSet::new())
+    }
+
+    /// [`Self::reconcile`], sparing the layers in `keep` (chain ids that containers still mount
+    /// although their image was force-removed).
+    pub fn reconcile_keeping(&self, keep: &HashSet<Digest>) -> Result<()> {
         let _g = write_lock();
         self.content.clean_partial()?;
         self.layers.clean_partial()?;
@@ -993,6 +999,7 @@ impl ImageService {
         let used: HashSet<&Digest> = images
             .values()
             .flat_map(|r| r.layers.iter().map(|l| &l.chain_id))
+            .chain(keep.iter())
             .collect();
         for l in self.layers.list()? {
             if !used.contains(&l.chain_id) {

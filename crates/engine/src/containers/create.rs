@@ -216,6 +216,7 @@ impl ContainerService {
             created: now_rfc3339(),
             image_name,
             image_id: image.id.clone(),
+            layers: image.layers.iter().map(|l| l.chain_id.clone()).collect(),
             path: argv[0].clone(),
             args: argv[1..].to_vec(),
             config,

@@ -109,6 +109,10 @@ pub struct Record {
     pub restart_count: i64,
     /// Stopped by the user (`stop`/`kill`): restart policies (but `always` at engine start) hold off.
     pub manually_stopped: bool,
+    /// Chain ids of the image's layers, bottom first: the container keeps its root filesystem
+    /// even if its image is force-removed.
+    #[serde(default)]
+    pub layers: Vec<Digest>,
     /// Pid of the shim while running.
     #[serde(default)]
     pub shim_pid: i64,

@@ -220,11 +220,27 @@ impl ContainerService {
         let id = &rec.id;
         let dir = self.dir(id);
         let rootfs = self.rootfs(id);
-        let image = self
-            .images
-            .get(&rec.image_id)?
-            .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image_id)))?;
-        let mut lowers = self.images.layer_dirs(&image);
+        // The record's own chain ids (the image may have been force-removed since create).
+        let chain: Vec<berth_store::Digest> = if rec.layers.is_empty() {
+            let image = self
+                .images
+                .get(&rec.image_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image_id)))?;
+            image.layers.iter().map(|l| l.chain_id.clone()).collect()
+        } else {
+            rec.layers.clone()
+        };
+        let mut lowers: Vec<PathBuf> = chain
+            .iter()
+            .rev()
+            .map(|c| self.images.layers.dir(c))
+            .collect();
+        if let Some(missing) = chain.iter().find(|c| !self.images.layers.exists(c)) {
+            return Err(EngineError::NotFound(format!(
+                "layer {missing} of container {} is missing",
+                rec.id
+            )));
+        }
         if lowers.is_empty() {
             let empty = dir.join("empty");
             std::fs::create_dir_all(&empty)?;
