@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use berth_engine::containers::attach::AttachTarget;
 use hyper_util::rt::TokioIo;
@@ -56,7 +56,6 @@ pub async fn upgrade(mut req: Request, tty: bool, target: AttachTarget) -> ApiRe
         resp.extensions_mut()
             .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
     }
-    let _ = HeaderValue::from_static("");
     Ok(resp)
 }
 
