@@ -82,7 +82,7 @@ impl ContainerService {
     }
 
     /// Wait until the container is no longer live, at most `timeout`. True if it stopped.
-    async fn wait_stopped(&self, c: &Arc<Container>, timeout: Duration) -> bool {
+    pub(super) async fn wait_stopped(&self, c: &Arc<Container>, timeout: Duration) -> bool {
         let mut rx = c.notice.subscribe();
         let check = |rx: &mut tokio::sync::watch::Receiver<super::Notice>| !matches!(rx.borrow_and_update().status, Some(s) if s.is_live());
         if check(&mut rx) {

@@ -46,19 +46,8 @@ impl ContainerService {
             if rec.state.status.is_live() {
                 let shim = berth_shim::client::ShimClient::new(&self.shim_dir(&rec.id));
                 let _ = shim.kill(libc::SIGKILL).await;
-                let mut rx = c.notice.subscribe();
-                let stopped = tokio::time::timeout(Duration::from_secs(30), async {
-                    loop {
-                        if !matches!(rx.borrow_and_update().status, Some(s) if s.is_live()) {
-                            return;
-                        }
-                        if rx.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                })
-                .await;
-                if stopped.is_err() {
+                let stopped = self.wait_stopped(c, Duration::from_secs(30)).await;
+                if !stopped {
                     return Err(EngineError::Internal(format!(
                         "could not kill container {}",
                         rec.id
