@@ -14,6 +14,7 @@ pub mod atomic;
 pub mod compress;
 pub mod content;
 pub mod digest;
+pub mod inroot;
 pub mod layers;
 pub mod meta;
 pub mod overlay;

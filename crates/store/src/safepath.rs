@@ -22,7 +22,12 @@ const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// openat2 with the path resolved as if `dir` were `/`. Retries EAGAIN (a concurrent rename).
-fn openat2_in_root(dir: RawFd, path: &Path, flags: libc::c_int, mode: u64) -> io::Result<OwnedFd> {
+pub(crate) fn openat2_in_root(
+    dir: RawFd,
+    path: &Path,
+    flags: libc::c_int,
+    mode: u64,
+) -> io::Result<OwnedFd> {
     let rel = path.as_os_str().as_bytes();
     let rel = if rel.iter().all(|&b| b == b'/') {
         &b"."[..]
@@ -59,7 +64,7 @@ fn openat2_in_root(dir: RawFd, path: &Path, flags: libc::c_int, mode: u64) -> io
     Err(last)
 }
 
-fn open_root(root: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_root(root: &Path) -> Result<OwnedFd> {
     let c = CString::new(root.as_os_str().as_bytes())
         .map_err(|_| StoreError::NotFound(format!("{root:?}")))?;
     // SAFETY: valid C string.
