@@ -324,6 +324,253 @@ pub fn stats(cgroups_path: &str) -> Result<Stats> {
     })
 }
 
+/// Everything `docker stats` shows, read from the container's cgroups (v1 or v2).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DetailedStats {
+    pub cpu_total_ns: u64,
+    pub cpu_percpu_ns: Vec<u64>,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub throttle_periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_time_ns: u64,
+    pub memory_usage: u64,
+    pub memory_max_usage: u64,
+    /// Bytes; 0 when unlimited.
+    pub memory_limit: u64,
+    /// memory.stat, as the kernel names the keys.
+    pub memory_stat: Vec<(String, u64)>,
+    pub pids_current: u64,
+    /// 0 when unlimited.
+    pub pids_limit: u64,
+    /// (major, minor, op, bytes): op is Read/Write/Sync/Async/Discard/Total (v1's spelling).
+    pub blkio_bytes: Vec<(u64, u64, String, u64)>,
+}
+
+/// Nanoseconds per USER_HZ tick (cpuacct.stat is in ticks).
+const NS_PER_TICK: u64 = 10_000_000;
+
+fn key_values(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Full stats of a container's cgroup. An error if its cgroup does not exist.
+pub fn detailed_stats(cgroups_path: &str) -> Result<DetailedStats> {
+    let mut s = DetailedStats::default();
+    if let Some(dir) = v2_dir(cgroups_path) {
+        if !dir.is_dir() {
+            return Err(RuntimeError::Cgroup(format!("{} not found", dir.display())));
+        }
+        let cpu = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+        let us = |k: &str| keyed(&cpu, k).unwrap_or(0).saturating_mul(1000);
+        s.cpu_total_ns = us("usage_usec");
+        s.cpu_user_ns = us("user_usec");
+        s.cpu_system_ns = us("system_usec");
+        s.throttle_periods = keyed(&cpu, "nr_periods").unwrap_or(0);
+        s.throttled_periods = keyed(&cpu, "nr_throttled").unwrap_or(0);
+        s.throttled_time_ns = us("throttled_usec");
+        s.memory_usage = read_u64(&dir.join("memory.current")).unwrap_or(0);
+        s.memory_max_usage = read_u64(&dir.join("memory.peak")).unwrap_or(0);
+        s.memory_limit = read_u64(&dir.join("memory.max")).unwrap_or(0);
+        s.memory_stat =
+            key_values(&std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default());
+        s.pids_current = read_u64(&dir.join("pids.current")).unwrap_or(0);
+        s.pids_limit = read_u64(&dir.join("pids.max")).unwrap_or(0);
+        for line in std::fs::read_to_string(dir.join("io.stat"))
+            .unwrap_or_default()
+            .lines()
+        {
+            let mut parts = line.split_whitespace();
+            let Some((ma, mi)) = parts.next().and_then(|d| d.split_once(':')) else {
+                continue;
+            };
+            let (Ok(ma), Ok(mi)) = (ma.parse::<u64>(), mi.parse::<u64>()) else {
+                continue;
+            };
+            for kv in parts {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                let op = match k {
+                    "rbytes" => "read",
+                    "wbytes" => "write",
+                    _ => continue,
+                };
+                s.blkio_bytes
+                    .push((ma, mi, op.into(), v.parse().unwrap_or(0)));
+            }
+        }
+        return Ok(s);
+    }
+    let hs = hierarchies();
+    let mem = v1_dir(&hs, "memory", cgroups_path)
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| RuntimeError::Cgroup(format!("memory cgroup {cgroups_path} not found")))?;
+    s.memory_usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
+    s.memory_max_usage = read_u64(&mem.join("memory.max_usage_in_bytes")).unwrap_or(0);
+    let limit = read_u64(&mem.join("memory.limit_in_bytes")).unwrap_or(0);
+    s.memory_limit = if limit >= V1_UNLIMITED { 0 } else { limit };
+    s.memory_stat =
+        key_values(&std::fs::read_to_string(mem.join("memory.stat")).unwrap_or_default());
+    if let Some(d) = v1_dir(&hs, "cpuacct", cgroups_path) {
+        s.cpu_total_ns = read_u64(&d.join("cpuacct.usage")).unwrap_or(0);
+        s.cpu_percpu_ns = std::fs::read_to_string(d.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let st = std::fs::read_to_string(d.join("cpuacct.stat")).unwrap_or_default();
+        s.cpu_user_ns = keyed(&st, "user").unwrap_or(0).saturating_mul(NS_PER_TICK);
+        s.cpu_system_ns = keyed(&st, "system")
+            .unwrap_or(0)
+            .saturating_mul(NS_PER_TICK);
+    }
+    if let Some(d) = v1_dir(&hs, "cpu", cgroups_path) {
+        let st = std::fs::read_to_string(d.join("cpu.stat")).unwrap_or_default();
+        s.throttle_periods = keyed(&st, "nr_periods").unwrap_or(0);
+        s.throttled_periods = keyed(&st, "nr_throttled").unwrap_or(0);
+        s.throttled_time_ns = keyed(&st, "throttled_time").unwrap_or(0);
+    }
+    match v1_dir(&hs, "pids", cgroups_path) {
+        Some(d) => {
+            s.pids_current = read_u64(&d.join("pids.current")).unwrap_or(0);
+            s.pids_limit = read_u64(&d.join("pids.max")).unwrap_or(0);
+        }
+        None => s.pids_current = pids(cgroups_path)?.len() as u64,
+    }
+    if let Some(d) = v1_dir(&hs, "blkio", cgroups_path) {
+        let text = std::fs::read_to_string(d.join("blkio.throttle.io_service_bytes_recursive"))
+            .or_else(|_| std::fs::read_to_string(d.join("blkio.throttle.io_service_bytes")))
+            .unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() != 3 {
+                continue;
+            }
+            let Some((ma, mi)) = f[0].split_once(':') else {
+                continue;
+            };
+            let (Ok(ma), Ok(mi), Ok(v)) = (ma.parse(), mi.parse(), f[2].parse()) else {
+                continue;
+            };
+            s.blkio_bytes.push((ma, mi, f[1].to_string(), v));
+        }
+    }
+    Ok(s)
+}
+
+/// Resources `docker update` may change on a live container. `None` leaves a value alone.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceUpdate {
+    /// Bytes; -1 = unlimited.
+    pub memory: Option<i64>,
+    /// memory+swap bytes; -1 = unlimited.
+    pub memory_swap: Option<i64>,
+    /// CFS quota and period (µs); quota -1 = unlimited.
+    pub cpu_quota: Option<(i64, u64)>,
+    pub cpu_shares: Option<u64>,
+    /// -1 = unlimited.
+    pub pids_limit: Option<i64>,
+}
+
+fn write_retry_order(first: (&Path, String), second: (&Path, String)) -> Result<()> {
+    // Raising memory above memory+swap (or lowering memory+swap below memory) fails with EINVAL
+    // in one order and works in the other.
+    if write(first.0, &first.1).is_ok() {
+        return write(second.0, &second.1);
+    }
+    write(second.0, &second.1)?;
+    write(first.0, &first.1)
+}
+
+/// Write new limits into the container's cgroup (v1 files, or v2 on a unified host).
+pub fn update_resources(cgroups_path: &str, u: &ResourceUpdate) -> Result<()> {
+    let lim = |v: i64, unlimited: &str| {
+        if v < 0 {
+            unlimited.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    if let Some(dir) = v2_dir(cgroups_path) {
+        if !dir.is_dir() {
+            return Err(RuntimeError::Cgroup(format!("{} not found", dir.display())));
+        }
+        if let Some(m) = u.memory {
+            write(&dir.join("memory.max"), &lim(m, "max"))?;
+        }
+        if let Some(sw) = u.memory_swap {
+            // v2 limits swap alone: memory+swap minus memory.
+            let swap = match (sw, u.memory) {
+                (s, _) if s < 0 => "max".to_string(),
+                (s, Some(m)) if m > 0 => s.saturating_sub(m).max(0).to_string(),
+                (s, _) => s.to_string(),
+            };
+            write(&dir.join("memory.swap.max"), &swap)?;
+        }
+        if let Some((q, p)) = u.cpu_quota {
+            write(&dir.join("cpu.max"), &format!("{} {p}", lim(q, "max")))?;
+        }
+        if let Some(sh) = u.cpu_shares {
+            // runc's conversion of shares (2..262144) to weight (1..10000).
+            let w = 1 + ((sh.clamp(2, 262_144) - 2) * 9999) / 262_142;
+            write(&dir.join("cpu.weight"), &w.to_string())?;
+        }
+        if let Some(p) = u.pids_limit {
+            write(&dir.join("pids.max"), &lim(p, "max"))?;
+        }
+        return Ok(());
+    }
+    let hs = hierarchies();
+    let ctl = |c: &str| {
+        v1_dir(&hs, c, cgroups_path)
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| RuntimeError::Cgroup(format!("{c} cgroup {cgroups_path} not found")))
+    };
+    if u.memory.is_some() || u.memory_swap.is_some() {
+        let mem = ctl("memory")?;
+        let limit = mem.join("memory.limit_in_bytes");
+        let memsw = mem.join("memory.memsw.limit_in_bytes");
+        match (u.memory, u.memory_swap) {
+            (Some(m), Some(sw)) if memsw.exists() => {
+                write_retry_order((&limit, lim(m, "-1")), (&memsw, lim(sw, "-1")))?
+            }
+            (Some(m), _) => write(&limit, &lim(m, "-1"))?,
+            (None, Some(sw)) if memsw.exists() => write(&memsw, &lim(sw, "-1"))?,
+            _ => {}
+        }
+    }
+    if let Some((q, p)) = u.cpu_quota {
+        let cpu = ctl("cpu")?;
+        write(&cpu.join("cpu.cfs_period_us"), &p.to_string())?;
+        write(&cpu.join("cpu.cfs_quota_us"), &lim(q, "-1"))?;
+    }
+    if let Some(sh) = u.cpu_shares {
+        write(&ctl("cpu")?.join("cpu.shares"), &sh.to_string())?;
+    }
+    if let Some(p) = u.pids_limit {
+        write(&ctl("pids")?.join("pids.max"), &lim(p, "max"))?;
+    }
+    Ok(())
+}
+
+/// The memory+swap limit now in force (v1 memsw, v2 memory.max + memory.swap.max); `None` when
+/// unlimited or not supported.
+pub fn memory_swap_limit(cgroups_path: &str) -> Option<u64> {
+    if let Some(dir) = v2_dir(cgroups_path) {
+        let m = read_u64(&dir.join("memory.max"))?;
+        let s = read_u64(&dir.join("memory.swap.max"))?;
+        return Some(m.saturating_add(s));
+    }
+    let mem = v1_dir(&hierarchies(), "memory", cgroups_path)?;
+    read_u64(&mem.join("memory.memsw.limit_in_bytes")).filter(|v| *v < V1_UNLIMITED)
+}
+
 fn subdirs(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
