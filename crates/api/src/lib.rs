@@ -10,6 +10,7 @@
 
 mod containers;
 mod error;
+mod exec;
 mod hijack;
 mod images;
 mod query;
@@ -32,6 +33,7 @@ pub fn router(engine: AppState) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(exec::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(version::check))
         .with_state(engine)

@@ -11,6 +11,7 @@ fn main() {
     match args.get(1).and_then(|s| s.to_str()) {
         // The shim must start before any thread exists (libcontainer forks with clone3).
         Some("shim") => match args.get(2) {
+            Some(x) if x == "exec" && args.len() == 4 => berth_shim::exec::run(Path::new(&args[3])),
             Some(dir) => berth_shim::monitor::run(Path::new(dir)),
             None => {
                 eprintln!("usage: berth shim STATE_DIR");

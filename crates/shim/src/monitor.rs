@@ -417,7 +417,7 @@ impl Shim {
 }
 
 /// Turn libcontainer's error into a message for a user, Docker's wording where users grep it.
-fn user_message(e: &libcontainer::error::LibcontainerError) -> String {
+pub(crate) fn user_message(e: &libcontainer::error::LibcontainerError) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

@@ -4,6 +4,7 @@
 //! with its state dir `<exec-root>/shims/<id>/`. One file per verb group.
 
 pub mod attach;
+pub mod exec;
 mod create;
 mod inspect;
 mod lifecycle;
