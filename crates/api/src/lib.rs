@@ -15,6 +15,7 @@ mod hijack;
 mod images;
 mod query;
 mod system;
+mod volumes;
 pub mod version;
 
 use std::os::unix::fs::PermissionsExt;
@@ -33,6 +34,7 @@ pub fn router(engine: AppState) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(volumes::routes())
         .merge(exec::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(version::check))

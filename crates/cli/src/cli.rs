@@ -41,6 +41,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        cmd: crate::commands::volumes::VolumeCmd,
+    },
     /// Manage containers
     Container {
         #[command(subcommand)]

@@ -16,6 +16,7 @@ pub struct Engine {
     pub events: Arc<EventBus>,
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
+    pub volumes: Arc<crate::volumes::VolumeService>,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -73,6 +74,7 @@ impl Engine {
             cfg,
             events,
             images,
+            volumes: containers.volumes.clone(),
             containers,
             started: chrono::Utc::now(),
         }))

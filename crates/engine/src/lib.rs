@@ -20,6 +20,7 @@ pub mod events;
 pub mod hello;
 pub mod images;
 pub mod reference;
+pub mod volumes;
 
 pub use config::EngineConfig;
 pub use engine::Engine;

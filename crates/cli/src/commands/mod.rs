@@ -4,6 +4,7 @@ pub mod containers;
 pub mod images;
 pub mod run;
 pub mod system;
+pub mod volumes;
 
 use std::io::{BufRead, Write};
 

@@ -145,6 +145,7 @@ impl ContainerService {
 
         let host_config: HostConfig = body.host_config.clone().unwrap_or_default();
         validate_host_config(&host_config)?;
+        let mount_plan = self.plan_mounts(&host_config, &body_config(&body), &run.volumes)?;
         let mut config: ContainerConfig = serde_json::from_value(
             serde_json::to_value(&body).map_err(|e| EngineError::Internal(e.to_string()))?,
         )
@@ -247,6 +248,15 @@ impl ContainerService {
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
 
+        let this = self.clone();
+        let d3 = dir.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || this.commit_plan(&d3, mount_plan))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         let c = Container::new(rec);
         // Re-check the name under the map lock to close the race between two creates.
         {
@@ -264,6 +274,14 @@ impl ContainerService {
         }
         self.emit(&c, "create", &[]);
         Ok((id, Vec::new()))
+    }
+}
+
+/// The container config part of a create body (its `Volumes` from `-v /path`).
+fn body_config(body: &ContainerCreateBody) -> ContainerConfig {
+    ContainerConfig {
+        volumes: body.volumes.clone(),
+        ..ContainerConfig::default()
     }
 }
 

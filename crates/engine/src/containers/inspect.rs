@@ -202,7 +202,7 @@ impl ContainerService {
             "Status": status_text(r),
             "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "none".into())},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": [],
+            "Mounts": self.mounts_json(&r.id),
         })
     }
 
@@ -280,7 +280,7 @@ impl ContainerService {
                     "MergedDir": dir.join("rootfs"),
                 }
             },
-            "Mounts": [],
+            "Mounts": self.mounts_json(&r.id),
             "Config": config,
             "NetworkSettings": {
                 "Bridge": "",

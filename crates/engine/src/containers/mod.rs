@@ -5,10 +5,12 @@
 
 pub mod attach;
 pub mod exec;
+mod copyup;
 mod create;
 mod inspect;
 mod lifecycle;
 mod logs;
+pub mod mounts;
 mod reconcile;
 mod remove;
 mod start;
@@ -176,6 +178,7 @@ pub struct ContainerService {
     pub db: Arc<Db>,
     pub images: Arc<ImageService>,
     pub events: Arc<EventBus>,
+    pub volumes: Arc<crate::volumes::VolumeService>,
     by_id: RwLock<HashMap<String, Arc<Container>>>,
 }
 
@@ -186,9 +189,12 @@ impl ContainerService {
         images: Arc<ImageService>,
         events: Arc<EventBus>,
     ) -> Arc<Self> {
+        let volumes =
+            crate::volumes::VolumeService::new(cfg.data_root.join("volumes"), db.clone());
         Arc::new(ContainerService {
             cfg,
             db,
+            volumes,
             images,
             events,
             by_id: RwLock::new(HashMap::new()),

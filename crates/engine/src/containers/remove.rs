@@ -17,7 +17,7 @@ impl ContainerService {
         self: &Arc<Self>,
         c: &Arc<Container>,
         force: bool,
-        _volumes: bool,
+        volumes: bool,
     ) -> Result<()> {
         let _g = c.op_lock.lock().await;
         let rec = c.snapshot();
@@ -56,6 +56,12 @@ impl ContainerService {
             }
         }
         self.set_status(c, Status::Removing);
+        // `rm -v` (and `run --rm`, as Docker) takes the container's anonymous volumes along.
+        let anon = if volumes || rec.host_config.auto_remove == Some(true) {
+            self.anonymous_volumes(&rec.id)
+        } else {
+            Vec::new()
+        };
         self.db.delete(TABLE, &rec.id)?;
         self.forget(&rec.id);
         let dir = self.dir(&rec.id);
@@ -73,6 +79,11 @@ impl ContainerService {
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?;
         self.emit(c, "destroy", &[]);
+        for v in anon {
+            if let Err(e) = self.remove_volume(&v, false).await {
+                tracing::warn!("removing anonymous volume {v}: {e}");
+            }
+        }
         c.notice.send_modify(|n| n.removed = true);
         Ok(())
     }

@@ -352,7 +352,8 @@ impl ContainerService {
             netns_path: None,
             host_network: hc.network_mode.as_deref() == Some("host"),
         };
-        let spec = berth_runtime::spec::build(&input)?;
+        let mut spec = berth_runtime::spec::build(&input)?;
+        self.add_mounts(rec, rootfs, &mut spec)?;
         let json =
             serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(e.to_string()))?;
         berth_store::atomic::write_file(&dir.join("config.json"), &json)?;
