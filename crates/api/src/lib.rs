@@ -10,6 +10,7 @@
 
 mod containers;
 mod error;
+mod files;
 mod exec;
 mod hijack;
 mod images;
@@ -34,6 +35,7 @@ pub fn router(engine: AppState) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(files::routes())
         .merge(volumes::routes())
         .merge(exec::routes())
         .fallback(error::not_found)

@@ -3,7 +3,9 @@
 //! bundle's config.json, hosts/hostname/resolv.conf, the json-file log) and, while it runs, a shim
 //! with its state dir `<exec-root>/shims/<id>/`. One file per verb group.
 
+pub mod archive;
 pub mod attach;
+mod changes;
 pub mod exec;
 mod copyup;
 mod create;
@@ -14,6 +16,8 @@ pub mod mounts;
 mod reconcile;
 mod remove;
 mod start;
+pub mod stats;
+mod update;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
