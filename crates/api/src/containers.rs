@@ -298,12 +298,25 @@ async fn attach(
         stdout: flag(&q, "stdout"),
         stderr: flag(&q, "stderr"),
     };
+    let keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(k) => crate::exec::parse_detach_keys(k).map_err(ApiError::bad_request)?,
+        None => vec![16, 17],
+    };
     let (tty, target) = e.containers.attach(&id, streams).await?;
-    hijack::upgrade(req, tty, target).await
+    hijack::upgrade_keys(req, tty, target, keys).await
 }
 
-/// No terminals yet: accept and ignore resizes so `-t` clients work.
-async fn resize(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    e.containers.get(&id)?;
+/// The tty's window size (TIOCSWINSZ through the shim).
+async fn resize(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    AxQuery(q): AxQuery<Query>,
+) -> ApiResult<StatusCode> {
+    let h = int(&q, "h")?.unwrap_or(0);
+    let w = int(&q, "w")?.unwrap_or(0);
+    let (Ok(h), Ok(w)) = (u16::try_from(h), u16::try_from(w)) else {
+        return Err(ApiError::bad_request("invalid terminal size"));
+    };
+    e.containers.resize_tty(&id, h, w).await?;
     Ok(StatusCode::OK)
 }

@@ -38,6 +38,7 @@ struct CreateBody {
     attach_stdout: Option<bool>,
     attach_stderr: Option<bool>,
     detach_keys: Option<String>,
+    console_size: Option<Vec<u16>>,
 }
 
 async fn create(
@@ -62,6 +63,7 @@ async fn create(
         attach_stdout: b.attach_stdout.unwrap_or(false),
         attach_stderr: b.attach_stderr.unwrap_or(false),
         detach_keys: keys,
+        console_size: size_pair(b.console_size.as_deref()),
     };
     let exec_id = e.containers.exec_create(&id, cfg).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))).into_response())
@@ -91,7 +93,8 @@ async fn start(
     };
     let wants_upgrade = req.headers().get(header::UPGRADE).is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let started = e.containers.exec_start(&id, b.detach, b.tty).await?;
+    let size = size_pair(b.console_size.as_deref());
+    let started = e.containers.exec_start(&id, b.detach, b.tty, size).await?;
     let Some(streams) = started else {
         return Ok(StatusCode::OK.into_response());
     };
@@ -136,6 +139,13 @@ async fn start(
             .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
     }
     Ok(resp)
+}
+
+fn size_pair(v: Option<&[u16]>) -> Option<(u16, u16)> {
+    match v {
+        Some([h, w]) if *h > 0 && *w > 0 => Some((*h, *w)),
+        _ => None,
+    }
 }
 
 async fn inspect(
@@ -255,11 +265,15 @@ where
         parse_detach_keys(&s.detach_keys).unwrap_or_else(|_| vec![16, 17])
     };
     let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
+    let done_for_stdin = s.done.clone();
     let stdin_task = s.stdin.map(|stdin| {
         tokio::spawn(async move {
             let mut stdin = stdin;
             if copy_with_detach(cr, &mut stdin, &keys).await {
                 let _ = detach_tx.send(());
+                // Detached: the process keeps its stdin until it exits.
+                let mut done = done_for_stdin;
+                let _ = done.wait_for(|d| *d).await;
             }
             let _ = stdin.shutdown().await;
         })
@@ -321,6 +335,8 @@ where
                 }
                 let _ = cw.flush().await;
                 let _ = cw.shutdown().await;
+                // Keep reading the output so the process never blocks on a full pipe.
+                while rx.recv().await.is_some() {}
                 return;
             }
         }

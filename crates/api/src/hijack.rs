@@ -11,7 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{ApiError, ApiResult};
 
-pub async fn upgrade(mut req: Request, tty: bool, target: AttachTarget) -> ApiResult<Response> {
+/// The hijacked attach with the detach sequence (Docker's default is ctrl-p ctrl-q): seeing it on stdin
+/// ends the attach and leaves the container running with its stdin open.
+pub async fn upgrade_keys(
+    mut req: Request,
+    tty: bool,
+    target: AttachTarget,
+    keys: Vec<u8>,
+) -> ApiResult<Response> {
     // Read (and drop) any request body before switching protocols.
     let wants_upgrade = req.headers().get(header::UPGRADE).is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -32,7 +39,7 @@ pub async fn upgrade(mut req: Request, tty: bool, target: AttachTarget) -> ApiRe
                 return;
             }
         };
-        pump(client, shim, tty).await;
+        pump(client, shim, tty, keys).await;
     });
     let ct = if tty {
         "application/vnd.docker.raw-stream"
@@ -59,17 +66,25 @@ pub async fn upgrade(mut req: Request, tty: bool, target: AttachTarget) -> ApiRe
     Ok(resp)
 }
 
-async fn pump<C>(client: C, shim: tokio::net::UnixStream, tty: bool)
+async fn pump<C>(client: C, shim: tokio::net::UnixStream, tty: bool, keys: Vec<u8>)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();
     // stdin: client → shim; the client's half-close closes the container's stdin side.
+    let (detach_tx, detach_rx) = tokio::sync::oneshot::channel::<()>();
     let stdin = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        if crate::exec::copy_with_detach(&mut cr, &mut sw, &keys).await {
+            let _ = detach_tx.send(());
+            // Detached: closing our side would close the container's stdin (StdinOnce); hold it
+            // until the shim ends the connection (the task is aborted then).
+            std::future::pending::<()>().await;
+        }
         let _ = sw.shutdown().await;
     });
+    let mut detached = false;
+    let output = async {
     // output: shim → client until the shim closes (the container exited).
     let mut header = [0u8; 8];
     let mut buf = vec![0u8; 32 * 1024];
@@ -96,7 +111,16 @@ where
             break;
         }
     }
+    };
+    tokio::select! {
+        _ = output => {}
+        Ok(()) = detach_rx => detached = true,
+    }
     let _ = cw.flush().await;
     let _ = cw.shutdown().await;
+    if detached {
+        // Drain the container's output (the shim drops clients that stop reading) until it exits.
+        let _ = tokio::io::copy(&mut sr, &mut tokio::io::sink()).await;
+    }
     stdin.abort();
 }

@@ -173,3 +173,183 @@ fn exec_leaks_no_engine_fd() {
         assert_eq!(&fds[..3], &[0, 1, 2], "{out}");
     }
 }
+
+/// `docker <args>` with a pseudo-terminal on the CLI's side (util-linux `script`), after `stty`
+/// gives that terminal `rows`x`cols`. Returns the output with `\r` removed.
+fn docker_in_pty(d: &TestDaemon, args: &str, rows: u16, cols: u16) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new("script");
+    cmd.env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.scratch_dir())
+        .env("DOCKER_CLI_HINTS", "false")
+        .arg("-qec")
+        .arg(format!(
+            "stty rows {rows} cols {cols}; {} {args}",
+            common::docker_exe().display()
+        ))
+        .arg("/dev/null");
+    let out = common::run_with_timeout(cmd, None, Duration::from_secs(60));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+    )
+}
+
+#[test]
+fn run_and_exec_with_a_pseudo_terminal() {
+    let d = TestDaemon::start();
+    d.import_busybox("busybox");
+    let (code, out) = docker_in_pty(
+        &d,
+        "run --rm -t busybox sh -c 'tty; stty size; exit 3'",
+        22,
+        77,
+    );
+    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(out, "/dev/pts/0\n22 77\n");
+
+    d.docker_ok(&["run", "-dt", "--name", "ctr", "busybox", "sleep", "300"]);
+    let (code, out) = docker_in_pty(&d, "exec -t ctr sh -c 'tty; stty size'", 33, 91);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "/dev/pts/1\n33 91\n");
+    // Without -t there is no terminal.
+    let out = d.docker(&["exec", "ctr", "tty"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "not a tty\n");
+
+    // Resize of the container's terminal.
+    let (st, body) = d.api("POST", "/containers/ctr/resize?h=40&w=100", None);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        d.docker_ok(&["exec", "ctr", "stty", "-F", "/dev/pts/0", "size"]),
+        "40 100\n"
+    );
+
+    // Resize of an exec's terminal while it runs.
+    let (st, v) = d.api_json(
+        "POST",
+        "/containers/ctr/exec",
+        Some(
+            r#"{"Cmd":["sh","-c","while [ ! -e /tmp/go ]; do sleep 0.05; done; stty size > /tmp/sz"],"Tty":true}"#,
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["Id"].as_str().unwrap().to_string();
+    let (st, _) = d.api(
+        "POST",
+        &format!("/exec/{id}/start"),
+        Some(r#"{"Detach":true,"Tty":true}"#),
+    );
+    assert_eq!(st, 200);
+    let (st, body) = d.api("POST", &format!("/exec/{id}/resize?h=12&w=34"), None);
+    assert_eq!(st, 200, "{body}");
+    d.docker_ok(&["exec", "ctr", "touch", "/tmp/go"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = d.api_json("GET", &format!("/exec/{id}/json"), None);
+        if v["Running"] == false && !v["ExitCode"].is_null() {
+            assert_eq!(v["ExitCode"], 0, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "exec never finished: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(d.docker_ok(&["exec", "ctr", "cat", "/tmp/sz"]), "12 34\n");
+}
+
+/// A hijacked attach through the API: (stream, bytes after the response head).
+fn hijack(d: &TestDaemon, path: &str) -> (std::os::unix::net::UnixStream, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (s, got[end..].to_vec())
+}
+
+/// Read until `want` shows up in `got` (panics after the read timeout).
+fn read_until(s: &mut std::os::unix::net::UnixStream, got: &mut Vec<u8>, want: &[u8]) {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before {:?}: {:?}",
+            String::from_utf8_lossy(want),
+            String::from_utf8_lossy(got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Read to EOF (the engine ended the attach).
+fn read_to_eof(s: &mut std::os::unix::net::UnixStream) {
+    use std::io::Read;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the attach should end after the detach keys");
+}
+
+#[test]
+fn detach_keys_and_attach_back() {
+    use std::io::Write;
+    let d = TestDaemon::start();
+    d.import_busybox("busybox");
+    // -i with StdinOnce (as `docker run -i` sets it): detaching must not close the stdin.
+    let (st, v) = d.api_json(
+        "POST",
+        "/containers/create?name=ctr",
+        Some(
+            r#"{"Image":"busybox","Cmd":["sh","-c","while read l; do echo got:$l; done"],"Tty":true,"OpenStdin":true,"StdinOnce":true,"AttachStdin":true,"AttachStdout":true}"#,
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    d.docker_ok(&["start", "ctr"]);
+    for (word, keys) in [("one", None), ("two", Some("ctrl-x,y"))] {
+        let path = match keys {
+            None => "/containers/ctr/attach?stream=1&stdin=1&stdout=1".to_string(),
+            Some(k) => format!("/containers/ctr/attach?stream=1&stdin=1&stdout=1&detachKeys={k}"),
+        };
+        let (mut s, mut got) = hijack(&d, &path);
+        s.write_all(format!("{word}\n").as_bytes()).unwrap();
+        read_until(&mut s, &mut got, format!("got:{word}").as_bytes());
+        // A partial sequence is passed on; the full one ends the attach.
+        let seq: &[u8] = if keys.is_none() {
+            b"\x10\x11"
+        } else {
+            b"\x18y"
+        };
+        s.write_all(seq).unwrap();
+        read_to_eof(&mut s);
+        let v = d.docker_ok(&["inspect", "-f", "{{.State.Running}}", "ctr"]);
+        assert_eq!(v, "true\n");
+    }
+
+    // The same for an exec with stdin: the process keeps running after the detach.
+    let (st, v) = d.api_json(
+        "POST",
+        "/containers/ctr/exec",
+        Some(r#"{"Cmd":["sh","-c","read l; echo x:$l; sleep 300"],"AttachStdin":true,"AttachStdout":true}"#),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["Id"].as_str().unwrap().to_string();
+    let (mut s, mut got) = hijack(&d, &format!("/exec/{id}/start"));
+    s.write_all(b"hello\n").unwrap();
+    read_until(&mut s, &mut got, b"x:hello");
+    s.write_all(b"\x10\x11").unwrap();
+    read_to_eof(&mut s);
+    let (_, v) = d.api_json("GET", &format!("/exec/{id}/json"), None);
+    assert_eq!(v["Running"], true, "{v}");
+}

@@ -236,6 +236,13 @@ impl ShimClient {
         .map(|(s, _)| s)
     }
 
+    /// Set the container's terminal size (TIOCSWINSZ on the pty master; no-op without a tty).
+    pub async fn resize(&self, height: u16, width: u16) -> Result<()> {
+        self.call(&Request::Resize { height, width })
+            .await
+            .map(|_| ())
+    }
+
     /// Whether the shim answers on its socket.
     pub async fn alive(&self) -> bool {
         self.call(&Request::State).await.is_ok()

@@ -15,7 +15,6 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -51,8 +50,8 @@ pub struct ExecReady {
 }
 
 #[derive(Clone)]
-struct SeccompExecutor {
-    seccomp: Option<LinuxSeccomp>,
+pub(crate) struct SeccompExecutor {
+    pub(crate) seccomp: Option<LinuxSeccomp>,
 }
 
 impl Executor for SeccompExecutor {
@@ -68,12 +67,33 @@ impl Executor for SeccompExecutor {
             libcontainer::seccomp::initialize_seccomp(s)
                 .map_err(|e| ExecutorError::Other(format!("seccomp: {e}")))?;
         }
+        set_initial_size(spec);
         DefaultExecutor {}.exec(spec)
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
     }
+}
+
+/// With a terminal, stdin is the pty slave by now: give it the requested size (libcontainer ignores
+/// `process.consoleSize`), before the process runs rather than racing a resize after it started.
+pub fn set_initial_size(spec: &Spec) {
+    let Some(p) = spec.process().as_ref() else {
+        return;
+    };
+    if !p.terminal().unwrap_or(false) {
+        return;
+    }
+    let Some(size) = p.console_size() else { return };
+    let ws = libc::winsize {
+        ws_row: size.height() as u16,
+        ws_col: size.width() as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: ioctl on fd 0 with a valid winsize.
+    unsafe { libc::ioctl(0, libc::TIOCSWINSZ, &ws) };
 }
 
 fn report(ready: &mut Option<File>, r: &ExecReady) {
@@ -131,7 +151,13 @@ pub fn run(opts_path: &Path) -> ! {
     let console_path = opts_path.with_extension("tty.sock");
     let console = if terminal {
         let _ = std::fs::remove_file(&console_path);
-        match UnixListener::bind(&console_path) {
+        let dir = console_path.parent().unwrap_or(Path::new("/"));
+        let name = console_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bound = crate::tty::bind_console(dir, &name).map(|(l, _)| l);
+        match bound {
             Ok(l) => Some(l),
             Err(e) => fail(&mut ready, format!("console socket: {e}")),
         }
@@ -173,7 +199,7 @@ pub fn run(opts_path: &Path) -> ! {
 
     let master = match console {
         Some(l) => {
-            let m = receive_master(&l);
+            let m = crate::tty::receive_master(&l, std::time::Duration::from_secs(10));
             let _ = std::fs::remove_file(&console_path);
             match m {
                 Ok(m) => Some(m),
@@ -208,31 +234,6 @@ pub fn run(opts_path: &Path) -> ! {
         }
     };
     std::process::exit(code)
-}
-
-/// Accept libcontainer's connection and take the pty master it sends (SCM_RIGHTS).
-fn receive_master(l: &UnixListener) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let (conn, _) = l.accept()?;
-    let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
-    for c in msg.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just gave us this fd.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other("no pty master received"))
 }
 
 /// fd 0 → master (in a thread), master → fd 1 until the pty closes (EIO when the process is gone).

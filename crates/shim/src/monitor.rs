@@ -199,6 +199,8 @@ struct Shim {
     stderr_r: Option<OwnedFd>,
     /// The container's stdin (write end) when `open_stdin`.
     stdin_w: Option<File>,
+    /// The pty master with a tty (stdout_r and stdin_w are copies of it).
+    master: Option<OwnedFd>,
 }
 
 impl Shim {
@@ -224,6 +226,15 @@ impl Shim {
         let existed = container_root.exists();
         std::fs::create_dir_all(&opts.runtime_root)
             .map_err(|e| format!("runtime root {}: {e}", opts.runtime_root.display()))?;
+        // With a tty the container's init creates a pty and sends us the master.
+        let console = if opts.tty && spec_wants_terminal(&opts.bundle) {
+            Some(
+                crate::tty::bind_console(state_dir, crate::tty::CONSOLE_SOCKET)
+                    .map_err(|e| format!("console socket: {e}"))?,
+            )
+        } else {
+            None
+        };
 
         // The container must get default signal dispositions (an ignored SIGPIPE survives exec).
         // SAFETY: setting a default disposition, single-threaded.
@@ -234,6 +245,8 @@ impl Shim {
                 b.with_stdin(stdin_for_container)
                     .with_stdout(stdout_w)
                     .with_stderr(stderr_w)
+                    .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
+                    .with_executor(crate::exec::SeccompExecutor { seccomp: None })
                     .validate_id()
             })
             .and_then(|b| {
@@ -260,12 +273,37 @@ impl Shim {
             let _ = c.delete(true);
             return Err("container created without an init pid".into());
         };
+        let (stdout_r, stdin_w, master) = match console {
+            None => (stdout_r, stdin_w, None),
+            Some((l, path)) => {
+                let got = crate::tty::receive_master(&l, Duration::from_secs(10));
+                let _ = std::fs::remove_file(&path);
+                let dup = |m: &OwnedFd| m.try_clone().map_err(|e| format!("dup: {e}"));
+                match got.map_err(|e| format!("console: {e}")).and_then(|m| {
+                    let out = dup(&m)?;
+                    let inp = if opts.open_stdin {
+                        Some(File::from(dup(&m)?))
+                    } else {
+                        None
+                    };
+                    Ok((out, inp, Some(m)))
+                }) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let mut c = container;
+                        let _ = c.delete(true);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         Ok(Shim {
             container,
             pid,
             stdout_r,
             stderr_r,
             stdin_w,
+            master,
         })
     }
 
@@ -277,6 +315,7 @@ impl Shim {
             stdout_r,
             stderr_r,
             stdin_w,
+            master,
         } = self;
         let shim_pid = std::process::id() as i32;
         let sock_path = state_dir.join(CTL_SOCKET);
@@ -334,6 +373,7 @@ impl Shim {
             stdin: Mutex::new(stdin_w),
             stdin_once: opts.stdin_once,
             pid,
+            master,
         });
         let log = Arc::new(Mutex::new(log));
         {
@@ -416,6 +456,14 @@ impl Shim {
     }
 }
 
+/// Whether the bundle's process asks for a terminal (else `tty` only merges stderr into stdout).
+fn spec_wants_terminal(bundle: &Path) -> bool {
+    oci_spec::runtime::Spec::load(bundle.join("config.json"))
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
+
 /// Turn libcontainer's error into a message for a user, Docker's wording where users grep it.
 pub(crate) fn user_message(e: &libcontainer::error::LibcontainerError) -> String {
     let mut msg = e.to_string();
@@ -466,6 +514,8 @@ struct Shared {
     stdin: Mutex<Option<File>>,
     stdin_once: bool,
     pid: Pid,
+    /// The pty master (tty containers), for resize.
+    master: Option<OwnedFd>,
 }
 
 impl Shared {
@@ -600,6 +650,19 @@ fn handle(mut stream: UnixStream, shared: &Shared) {
                 }
             }
         }
+        Request::Resize { height, width } => match &shared.master {
+            Some(m) => match crate::tty::resize(m.as_raw_fd(), height, width) {
+                Ok(()) => Reply {
+                    ok: true,
+                    ..Reply::default()
+                },
+                Err(e) => error_reply(format!("resize: {e}")),
+            },
+            None => Reply {
+                ok: true,
+                ..Reply::default()
+            },
+        },
         Request::State => {
             let st = shared.lock();
             Reply {

@@ -35,7 +35,8 @@ pub struct ShimOptions {
     pub open_stdin: bool,
     /// Close the container's stdin when the first attached client closes its stdin.
     pub stdin_once: bool,
-    /// `-t`: stdout and stderr share one stream (no pseudo-terminal yet).
+    /// `-t`: stdout and stderr share one stream; a pseudo-terminal when the spec's process has
+    /// `terminal: true` (its master comes from libcontainer's console socket).
     pub tty: bool,
 }
 
@@ -53,6 +54,11 @@ pub enum Request {
         stderr: bool,
     },
     State,
+    /// Set the tty's window size (no-op without a tty).
+    Resize {
+        height: u16,
+        width: u16,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -28,6 +28,8 @@ pub struct ExecConfig {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub detach_keys: String,
+    /// Initial terminal size (height, width).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// What `GET /exec/{id}/json` shows.
@@ -148,6 +150,7 @@ impl ContainerService {
         id: &str,
         detach: bool,
         tty_override: Option<bool>,
+        console_size: Option<(u16, u16)>,
     ) -> Result<Option<ExecStreams>> {
         let entry = lookup(id)?;
         {
@@ -162,6 +165,9 @@ impl ContainerService {
         let mut info = entry.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(t) = tty_override {
             info.config.tty = t;
+        }
+        if console_size.is_some() {
+            info.config.console_size = console_size;
         }
         let c = self.get(&info.container_id)?;
         let rec = c.snapshot();
@@ -312,7 +318,14 @@ impl ContainerService {
                 process.set_cwd(PathBuf::from(&cfg.working_dir));
             }
             process.set_terminal(Some(cfg.tty));
-            process.set_console_size(None);
+            let size = cfg.console_size.filter(|&(h, w)| cfg.tty && h > 0 && w > 0);
+            process.set_console_size(size.and_then(|(h, w)| {
+                oci_spec::runtime::BoxBuilder::default()
+                    .height(u64::from(h))
+                    .width(u64::from(w))
+                    .build()
+                    .ok()
+            }));
             let seccomp = if cfg.privileged {
                 let all = berth_runtime::caps::all_caps();
                 let set = berth_runtime::caps::to_oci(&all)?;
@@ -390,4 +403,49 @@ pub fn resize_fd(fd: i32, height: u16, width: u16) -> Result<()> {
         return Err(std::io::Error::last_os_error().into());
     }
     Ok(())
+}
+
+/// `-t` containers: a terminal in the spec, with the client's initial size (HostConfig.ConsoleSize,
+/// `[height, width]`) applied by the shim before the process runs.
+pub fn set_terminal(spec: &mut oci_spec::runtime::Spec, tty: bool, size: Option<&[usize]>) {
+    let Some(p) = spec.process().clone() else {
+        return;
+    };
+    let mut p = p;
+    p.set_terminal(Some(tty));
+    let size = match size {
+        Some(&[h, w]) if tty && h > 0 && w > 0 => oci_spec::runtime::BoxBuilder::default()
+            .height(h as u64)
+            .width(w as u64)
+            .build()
+            .ok(),
+        _ => None,
+    };
+    p.set_console_size(size);
+    spec.set_process(Some(p));
+}
+
+impl ContainerService {
+    /// `POST /containers/{id}/resize`: the pty's window size (no-op without a tty).
+    pub async fn resize_tty(&self, name: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.get(name)?;
+        let rec = c.snapshot();
+        if !matches!(rec.state.status, Status::Running | Status::Paused) {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        match berth_shim::client::ShimClient::new(&self.shim_dir(&rec.id))
+            .resize(height, width)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(berth_shim::ShimError::NotRunning(_)) => Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.id
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

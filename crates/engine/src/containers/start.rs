@@ -353,6 +353,7 @@ impl ContainerService {
             host_network: hc.network_mode.as_deref() == Some("host"),
         };
         let mut spec = berth_runtime::spec::build(&input)?;
+        super::exec::set_terminal(&mut spec, tty, hc.console_size.as_deref());
         self.add_mounts(rec, rootfs, &mut spec)?;
         let json =
             serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(e.to_string()))?;
