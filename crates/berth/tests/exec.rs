@@ -353,3 +353,49 @@ fn detach_keys_and_attach_back() {
     let (_, v) = d.api_json("GET", &format!("/exec/{id}/json"), None);
     assert_eq!(v["Running"], true, "{v}");
 }
+
+#[test]
+fn berth_cli_exec() {
+    let d = engine_with("ctr");
+    let out = d.berth(&["exec", "ctr", "sh", "-c", "echo hi; exit 6"]);
+    assert_eq!(out.status.code(), Some(6), "{}", d.describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(
+        d.berth_ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/etc",
+            "-u",
+            "nobody",
+            "ctr",
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -un)"
+        ]),
+        "1 /etc nobody\n"
+    );
+    let out = d.berth_stdin(&["exec", "-i", "ctr", "cat"], &b"piped\n"[..]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "piped\n",
+        "{}",
+        d.describe(&out)
+    );
+    let out = d.berth(&["exec", "ctr", "no-such-binary"]);
+    assert_eq!(out.status.code(), Some(127), "{}", d.describe(&out));
+    assert_eq!(
+        d.berth_ok(&[
+            "exec",
+            "--privileged",
+            "ctr",
+            "sh",
+            "-c",
+            "grep -c . /proc/self/status >/dev/null && echo ok"
+        ]),
+        "ok\n"
+    );
+    let err = d.berth(&["exec", "nonexist", "true"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("No such container: nonexist"));
+}

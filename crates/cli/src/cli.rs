@@ -97,6 +97,8 @@ pub enum Cmd {
     Port(PortArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
+    /// Execute a command in a running container
+    Exec(crate::commands::exec::ExecArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +137,7 @@ pub enum ContainerCmd {
     Top(TopArgs),
     Port(PortArgs),
     Attach(AttachArgs),
+    Exec(crate::commands::exec::ExecArgs),
     Prune(PruneArgs),
 }
 

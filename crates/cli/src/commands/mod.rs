@@ -1,6 +1,7 @@
 //! One module per verb group.
 
 pub mod containers;
+pub mod exec;
 pub mod images;
 pub mod run;
 pub mod system;
