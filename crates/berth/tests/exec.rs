@@ -211,6 +211,10 @@ fn run_and_exec_with_a_pseudo_terminal() {
     let (code, out) = docker_in_pty(&d, "exec -t ctr sh -c 'tty; stty size'", 33, 91);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(out, "/dev/pts/1\n33 91\n");
+    // No engine fd leaks into a terminal exec either: 0-2 and the ls's own.
+    let (_, out) = docker_in_pty(&d, "exec -t ctr ls /proc/self/fd", 24, 80);
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fds.len(), 4, "{out}");
     // Without -t there is no terminal.
     let out = d.docker(&["exec", "ctr", "tty"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "not a tty\n");

@@ -108,6 +108,7 @@ impl ContainerService {
                 "No exec command specified".into(),
             ));
         }
+        self.prune_execs();
         let id = new_id();
         let entry = Arc::new(ExecEntry {
             info: Mutex::new(ExecInfo {
@@ -127,6 +128,19 @@ impl ContainerService {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), entry);
         Ok(id)
+    }
+
+    /// Forget finished execs of containers that no longer run (Docker drops them at stop/remove).
+    fn prune_execs(&self) {
+        let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        reg.retain(|_, e| {
+            let i = e.info.lock().unwrap_or_else(|p| p.into_inner());
+            i.running
+                || self
+                    .get(&i.container_id)
+                    .map(|c| matches!(c.snapshot().state.status, Status::Running | Status::Paused))
+                    .unwrap_or(false)
+        });
     }
 
     pub fn exec_inspect(&self, id: &str) -> Result<ExecInfo> {
