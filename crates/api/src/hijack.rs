@@ -85,32 +85,33 @@ where
     });
     let mut detached = false;
     let output = async {
-    // output: shim → client until the shim closes (the container exited).
-    let mut header = [0u8; 8];
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        if sr.read_exact(&mut header).await.is_err() {
-            break;
-        }
-        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if !tty && cw.write_all(&header).await.is_err() {
-            break;
-        }
-        let mut left = len;
-        let mut ok = true;
-        while left > 0 {
-            let n = left.min(buf.len());
-            if sr.read_exact(&mut buf[..n]).await.is_err() || cw.write_all(&buf[..n]).await.is_err()
-            {
-                ok = false;
+        // output: shim → client until the shim closes (the container exited).
+        let mut header = [0u8; 8];
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if sr.read_exact(&mut header).await.is_err() {
                 break;
             }
-            left -= n;
+            let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            if !tty && cw.write_all(&header).await.is_err() {
+                break;
+            }
+            let mut left = len;
+            let mut ok = true;
+            while left > 0 {
+                let n = left.min(buf.len());
+                if sr.read_exact(&mut buf[..n]).await.is_err()
+                    || cw.write_all(&buf[..n]).await.is_err()
+                {
+                    ok = false;
+                    break;
+                }
+                left -= n;
+            }
+            if !ok {
+                break;
+            }
         }
-        if !ok {
-            break;
-        }
-    }
     };
     tokio::select! {
         _ = output => {}

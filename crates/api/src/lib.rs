@@ -10,14 +10,14 @@
 
 mod containers;
 mod error;
-mod files;
 mod exec;
+mod files;
 mod hijack;
 mod images;
 mod query;
 mod system;
-mod volumes;
 pub mod version;
+mod volumes;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

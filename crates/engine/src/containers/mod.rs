@@ -6,9 +6,9 @@
 pub mod archive;
 pub mod attach;
 mod changes;
-pub mod exec;
 mod copyup;
 mod create;
+pub mod exec;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -193,8 +193,7 @@ impl ContainerService {
         images: Arc<ImageService>,
         events: Arc<EventBus>,
     ) -> Arc<Self> {
-        let volumes =
-            crate::volumes::VolumeService::new(cfg.data_root.join("volumes"), db.clone());
+        let volumes = crate::volumes::VolumeService::new(cfg.data_root.join("volumes"), db.clone());
         Arc::new(ContainerService {
             cfg,
             db,
