@@ -324,6 +324,52 @@ impl crate::containers::ContainerService {
         ids
     }
 
+    /// After container `id` stopped: unmount the volumes it used that have a mount of their own
+    /// (`-o type/device`) and that no other running or paused container uses, as Docker's local
+    /// driver does when its mount count drops to zero (a tmpfs volume's data is gone). Blocking.
+    pub fn release_volumes(&self, id: &str) {
+        let names: Vec<String> = crate::containers::mounts::load_plan(&self.dir(id))
+            .into_iter()
+            .filter(|m| m.typ == "volume")
+            .map(|m| m.name)
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let running: Vec<String> = self
+            .all()
+            .into_iter()
+            .map(|c| c.snapshot())
+            .filter(|r| {
+                r.id != id
+                    && matches!(
+                        r.state.status,
+                        crate::containers::Status::Running | crate::containers::Status::Paused
+                    )
+            })
+            .map(|r| r.id)
+            .collect();
+        for name in names {
+            let Ok(vol) = self.volumes.get(&name) else {
+                continue;
+            };
+            if !(vol.options.contains_key("type") && vol.options.contains_key("device")) {
+                continue;
+            }
+            let used = running.iter().any(|other| {
+                crate::containers::mounts::load_plan(&self.dir(other))
+                    .iter()
+                    .any(|m| m.typ == "volume" && m.name == name)
+            });
+            let data = self.volumes.data_path(&name);
+            if !used && berth_store::overlay::is_mounted(&data) {
+                if let Err(e) = nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH) {
+                    tracing::warn!("unmounting volume {name}: {e}");
+                }
+            }
+        }
+    }
+
     /// `volume rm [-f]`: refused while a container uses it (Docker refuses even with -f).
     pub async fn remove_volume(&self, name: &str, force: bool) -> Result<()> {
         let vols = self.volumes.clone();

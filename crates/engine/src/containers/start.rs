@@ -437,6 +437,7 @@ impl ContainerService {
             let _ = std::fs::remove_dir_all(&shim_dir);
         })
         .await;
+        self.release_volumes(&id);
         if st.oom_killed {
             self.emit(c, "oom", &[]);
         }
