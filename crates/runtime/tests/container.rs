@@ -33,6 +33,11 @@ $B unshare -U true 2>/dev/null || echo "unshare=denied"
 echo "uid=$($B id -u)"
 "#;
 
+/// The tests fork (libcontainer runs in a forked child) while another may be writing its copy of
+/// busybox: the forked child would inherit that write fd and the exec of the copy would fail
+/// with ETXTBSY. One test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -143,6 +148,7 @@ fn base_input(rootfs: &Path, hosts: PathBuf, cg: &str) -> SpecInput {
 
 #[test]
 fn default_spec_runs_under_libcontainer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let bundle = tmp.path().join("bundle");
     let rootfs = bundle.join("rootfs");
@@ -223,6 +229,7 @@ $B head -c 1 /dev/kmsg >/dev/null 2>&1 && echo "kmsgread=ok"
 
 #[test]
 fn privileged_spec_runs_under_libcontainer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let bundle = tmp.path().join("bundle");
     let rootfs = bundle.join("rootfs");
