@@ -99,6 +99,16 @@ pub enum Cmd {
     Attach(AttachArgs),
     /// Execute a command in a running container
     Exec(crate::commands::exec::ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::commands::files::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(crate::commands::files::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::commands::files::ExportArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(crate::commands::stats::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(crate::commands::stats::UpdateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,6 +149,11 @@ pub enum ContainerCmd {
     Attach(AttachArgs),
     Exec(crate::commands::exec::ExecArgs),
     Prune(PruneArgs),
+    Cp(crate::commands::files::CpArgs),
+    Diff(crate::commands::files::DiffArgs),
+    Export(crate::commands::files::ExportArgs),
+    Stats(crate::commands::stats::StatsArgs),
+    Update(crate::commands::stats::UpdateArgs),
 }
 
 #[derive(Args, Debug, Default)]

@@ -171,6 +171,11 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
         Cmd::Unpause(a) => ct::simple(c, a, "unpause").await,
         Cmd::Top(a) => ct::top(c, a).await,
         Cmd::Port(a) => ct::port(c, a).await,
+        Cmd::Cp(a) => commands::files::cp(c, a).await,
+        Cmd::Diff(a) => commands::files::diff(c, a).await,
+        Cmd::Export(a) => commands::files::export(c, a).await,
+        Cmd::Stats(a) => commands::stats::stats(c, a).await,
+        Cmd::Update(a) => commands::stats::update(c, a).await,
         Cmd::Container { cmd } => match cmd {
             ContainerCmd::Ls(a) => ct::ps(c, a).await,
             ContainerCmd::Run(a) => rn::run(c, a).await,
@@ -194,6 +199,11 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
             ContainerCmd::Top(a) => ct::top(c, a).await,
             ContainerCmd::Port(a) => ct::port(c, a).await,
             ContainerCmd::Prune(a) => ct::prune(c, a).await,
+            ContainerCmd::Cp(a) => commands::files::cp(c, a).await,
+            ContainerCmd::Diff(a) => commands::files::diff(c, a).await,
+            ContainerCmd::Export(a) => commands::files::export(c, a).await,
+            ContainerCmd::Stats(a) => commands::stats::stats(c, a).await,
+            ContainerCmd::Update(a) => commands::stats::update(c, a).await,
         },
     }
 }

@@ -2,8 +2,10 @@
 
 pub mod containers;
 pub mod exec;
+pub mod files;
 pub mod images;
 pub mod run;
+pub mod stats;
 pub mod system;
 pub mod volumes;
 
