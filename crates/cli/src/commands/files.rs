@@ -362,7 +362,7 @@ async fn copy_from(c: &Client, a: &CpArgs, id: &str, src: &str, dst: &str) -> Re
         o.flush()?;
         return Ok(0);
     }
-    let dst_info = local_dest_info(&clean_keep(dst))?;
+    let dst_info = local_dest_info(dst)?;
     let server_base = split_dir_entry(&src).1;
     let src_base = rebase.clone().unwrap_or_else(|| server_base.clone());
     let (dst_dir, top) = prepare_copy(&src_base, src_is_dir, &dst_info)?;
@@ -381,11 +381,7 @@ async fn copy_from(c: &Client, a: &CpArgs, id: &str, src: &str, dst: &str) -> Re
     Ok(0)
 }
 
-/// Keep docker's meaningful trailing "/" and "/." while leaving the rest as given.
-fn clean_keep(p: &str) -> String {
-    p.to_string()
-}
-
+/// A tar entry name as a relative path; `..` or an absolute name is refused.
 fn inside(name: &str) -> Result<PathBuf> {
     let p = Path::new(name);
     let mut outp = PathBuf::new();
@@ -711,4 +707,55 @@ pub async fn export(c: &Client, a: ExportArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_path_helpers() {
+        assert_eq!(clean("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean("a/.."), ".");
+        assert_eq!(base("/a/b/"), "b");
+        assert_eq!(base("/a/."), ".");
+        assert_eq!(split_dir_entry("/a/b/."), ("/a/b".into(), ".".into()));
+        assert_eq!(split_dir_entry("/a/b/"), ("/a".into(), "b".into()));
+        assert!(asserts_directory("/x/") && asserts_directory("/x/.") && !asserts_directory("/x"));
+        assert_eq!(split_cp_arg("c1:/tmp"), (Some("c1"), "/tmp"));
+        assert_eq!(split_cp_arg("./a:b"), (None, "./a:b"));
+        assert_eq!(decode_base64("eyJhIjoxfQ==").unwrap(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn rebase_and_prepare() {
+        assert_eq!(rebase_entry("src/a.txt", "src", "new"), "new/a.txt");
+        assert_eq!(rebase_entry("src", "src", "new"), "new");
+        assert_eq!(rebase_entry("./a.txt", ".", "new"), "new/a.txt");
+        assert_eq!(rebase_entry("srcx/a", "src", "new"), "srcx/a");
+        let dir = CopyInfo {
+            path: "/d".into(),
+            exists: true,
+            is_dir: true,
+        };
+        assert_eq!(
+            prepare_copy("a", false, &dir).unwrap(),
+            ("/d".into(), "a".into())
+        );
+        let file = CopyInfo {
+            path: "/d/f".into(),
+            exists: true,
+            is_dir: false,
+        };
+        assert!(prepare_copy("a", true, &file).is_err());
+        let missing = CopyInfo {
+            path: "/d/n/".into(),
+            ..Default::default()
+        };
+        assert!(prepare_copy("a", false, &missing).is_err());
+        assert_eq!(
+            prepare_copy("a", true, &missing).unwrap(),
+            ("/d".into(), "n".into())
+        );
+    }
 }
