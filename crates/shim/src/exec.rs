@@ -38,6 +38,10 @@ pub struct ExecOptions {
     pub process: Process,
     /// The container's seccomp filter (None: unconfined, e.g. `--privileged`).
     pub seccomp: Option<LinuxSeccomp>,
+    /// The same filter compiled by the engine (see [`crate::seccomp_bpf`]); when set, it is
+    /// loaded instead of compiling `seccomp` here.
+    #[serde(default)]
+    pub seccomp_bpf: Option<crate::seccomp_bpf::CompiledSeccomp>,
 }
 
 /// The helper's report on fd 3.
@@ -52,11 +56,12 @@ pub struct ExecReady {
 #[derive(Clone)]
 pub(crate) struct SeccompExecutor {
     pub(crate) seccomp: Option<LinuxSeccomp>,
+    pub(crate) compiled: Option<crate::seccomp_bpf::CompiledSeccomp>,
 }
 
 impl Executor for SeccompExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        if let Some(s) = &self.seccomp {
+        if self.seccomp.is_some() || self.compiled.is_some() {
             // SAFETY: plain prctl on the calling (about to exec) process.
             if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
                 return Err(ExecutorError::Other(format!(
@@ -64,8 +69,13 @@ impl Executor for SeccompExecutor {
                     std::io::Error::last_os_error()
                 )));
             }
-            libcontainer::seccomp::initialize_seccomp(s)
-                .map_err(|e| ExecutorError::Other(format!("seccomp: {e}")))?;
+            if let Some(c) = &self.compiled {
+                crate::seccomp_bpf::load(c)
+                    .map_err(|e| ExecutorError::Other(format!("seccomp: {e}")))?;
+            } else if let Some(s) = &self.seccomp {
+                libcontainer::seccomp::initialize_seccomp(s)
+                    .map_err(|e| ExecutorError::Other(format!("seccomp: {e}")))?;
+            }
         }
         set_initial_size(spec);
         DefaultExecutor {}.exec(spec)
@@ -171,6 +181,7 @@ pub fn run(opts_path: &Path) -> ! {
             b.with_console_socket(console.as_ref().map(|_| console_path.clone()))
                 .with_executor(SeccompExecutor {
                     seccomp: opts.seccomp.clone(),
+                    compiled: opts.seccomp_bpf.clone(),
                 })
         })
         .and_then(|b| {

@@ -18,6 +18,7 @@ pub mod exec;
 pub mod logs;
 pub mod monitor;
 pub mod proto;
+pub mod seccomp_bpf;
 pub mod tty;
 
 #[derive(Debug, thiserror::Error)]

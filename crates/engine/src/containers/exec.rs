@@ -166,6 +166,7 @@ impl ContainerService {
         tty_override: Option<bool>,
         console_size: Option<(u16, u16)>,
     ) -> Result<Option<ExecStreams>> {
+        let t0 = std::time::Instant::now();
         let entry = lookup(id)?;
         {
             let mut s = entry.started.lock().unwrap_or_else(|p| p.into_inner());
@@ -191,7 +192,8 @@ impl ContainerService {
         let opts = self.exec_options(&rec.id, &info.config).await?;
         let opts_path = self.shim_dir(&rec.id).join(format!("exec-{id}.json"));
         let data = serde_json::to_vec(&opts).map_err(|e| EngineError::Internal(e.to_string()))?;
-        berth_store::atomic::write_file(&opts_path, &data)?;
+        // Read once by the helper and removed right after: no durability needed (no fsync).
+        write_private(&opts_path, &data)?;
 
         let cfg = &info.config;
         let (ready_r, ready_w): (OwnedFd, OwnedFd) =
@@ -222,12 +224,21 @@ impl ContainerService {
                 Ok(())
             });
         }
+        let t_opts = t0.elapsed();
         let mut child = cmd.spawn()?;
+        let t_spawn = t0.elapsed();
         drop(ready_w);
         let ready = tokio::task::spawn_blocking(move || read_ready(ready_r))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
         let _ = std::fs::remove_file(&opts_path);
+        tracing::debug!(
+            exec = %id,
+            options_us = t_opts.as_micros() as u64,
+            spawned_us = t_spawn.as_micros() as u64,
+            ready_us = t0.elapsed().as_micros() as u64,
+            "exec started"
+        );
         if let Some(err) = ready.error {
             let status = child.wait().await;
             let code = status.ok().and_then(|s| s.code()).unwrap_or(126);
@@ -281,6 +292,11 @@ impl ContainerService {
                 }
                 Err(_) => 255,
             };
+            tracing::debug!(
+                exited_us = t0.elapsed().as_micros() as u64,
+                code,
+                "exec exited"
+            );
             {
                 let mut i = e2.info.lock().unwrap_or_else(|p| p.into_inner());
                 i.running = false;
@@ -352,16 +368,45 @@ impl ContainerService {
             } else {
                 spec.linux().as_ref().and_then(|l| l.seccomp().clone())
             };
+            // Compiled once per profile here rather than in every helper (~20 ms each); a
+            // profile that cannot be precompiled (notify, or an error) goes to the helper as
+            // before, where libcontainer loads it or reports its own error.
+            let seccomp_bpf = match &seccomp {
+                Some(s) => match berth_shim::seccomp_bpf::compile_cached(s) {
+                    Ok(c) => c.map(|c| (*c).clone()),
+                    Err(e) => {
+                        tracing::warn!("precompiling the seccomp profile: {e}");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let seccomp = if seccomp_bpf.is_some() { None } else { seccomp };
             Ok(ExecOptions {
                 container_id: id,
                 runtime_root,
                 process,
                 seccomp,
+                seccomp_bpf,
             })
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?
     }
+}
+
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(data)?;
+    Ok(())
 }
 
 fn read_ready(fd: OwnedFd) -> Result<ExecReady> {
