@@ -14,9 +14,8 @@ use berth_engine::containers::archive::{path_stat_json, RootfsGuard};
 use berth_engine::containers::stats::stats_json;
 use berth_engine::containers::ContainerService;
 use berth_store::inroot::ExtractOptions;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::{flag, Query};
@@ -143,6 +142,53 @@ async fn archive_get(
 /// How much of an upload is read and discarded after it was refused.
 const DRAIN_LIMIT: u64 = 256 << 20;
 
+/// Chunks of an upload read ahead of the extraction (bounds the memory held per upload).
+const READ_AHEAD_CHUNKS: usize = 32;
+
+/// A request body as a blocking `Read`. A task pulls the body ahead into a queue, so the
+/// extraction thread takes chunks as they come instead of waking the connection for each read
+/// and waiting for it (as a `SyncIoBridge` does).
+fn body_reader(body: Body) -> ChanReader {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD_CHUNKS);
+    tokio::spawn(async move {
+        let mut s = body.into_data_stream();
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk.map_err(io::Error::other);
+            let failed = chunk.is_err();
+            // The reader is gone (done or failed): stop reading the body.
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ChanReader {
+        rx,
+        cur: Bytes::new(),
+    }
+}
+
+/// The reading end of [`body_reader`].
+struct ChanReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl io::Read for ChanReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
 async fn archive_put(
     State(e): State<AppState>,
     Path(id): Path<String>,
@@ -155,8 +201,7 @@ async fn archive_put(
         keep_owner: flag(&q, "copyUIDGID"),
     };
     let g = e.containers.open_rootfs(&id).await?;
-    let s = body.into_data_stream().map_err(io::Error::other);
-    let mut r = SyncIoBridge::new(StreamReader::new(s));
+    let mut r = body_reader(body);
     tokio::task::spawn_blocking(move || {
         let res = ContainerService::archive_extract(&g, &path, &mut r, opts);
         // Read what the client still sends so it sees our answer, not a broken pipe.

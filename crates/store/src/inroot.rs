@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -362,7 +362,12 @@ struct TarWalker<'a> {
     b: tar::Builder<&'a mut dyn Write>,
     /// (dev, ino) of files with several links → the first name written.
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// The copy buffer of file data ([`COPY_BUF`]), allocated at the first file.
+    buf: Vec<u8>,
 }
+
+/// Size of the buffer file data is read through.
+const COPY_BUF: usize = 256 * 1024;
 
 impl<'a> TarWalker<'a> {
     fn new(w: &'a mut dyn Write) -> Self {
@@ -372,6 +377,7 @@ impl<'a> TarWalker<'a> {
         TarWalker {
             b,
             links: HashMap::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -462,9 +468,10 @@ impl<'a> TarWalker<'a> {
                 let size = st.st_size.max(0) as u64;
                 let mut h = Self::header(&st, tar::EntryType::Regular);
                 h.set_size(size);
-                // Exactly `size` bytes even if the file changes meanwhile.
-                let data = File::from(fd).take(size).chain(io::repeat(0)).take(size);
-                append_raw(&mut self.b, &mut h, tname, None, data)
+                // The header alone (no data read: tar's copy goes 8 KiB at a time), then the
+                // data through our large buffer, then the padding to 512 bytes.
+                append_raw(&mut self.b, &mut h, tname, None, io::empty())
+                    .and_then(|_| self.file_data(File::from(fd), size))
                     .map_err(|e| io_err(format!("tar {:?}", shown()), e))
             }
             libc::S_IFIFO => self.header_only(&st, tname, tar::EntryType::Fifo),
@@ -483,6 +490,31 @@ impl<'a> TarWalker<'a> {
             // Sockets are not archived (as Docker).
             _ => Ok(()),
         }
+    }
+
+    /// Exactly `size` bytes of `f` (zeros if it shrank meanwhile) and the block padding.
+    fn file_data(&mut self, mut f: File, size: u64) -> io::Result<()> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; COPY_BUF];
+        }
+        let w = self.b.get_mut();
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let k = match f.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    self.buf[..want].fill(0);
+                    want
+                }
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            w.write_all(&self.buf[..k])?;
+            left -= k as u64;
+        }
+        let pad = (512 - (size % 512) as usize) % 512;
+        w.write_all(&[0u8; 512][..pad])
     }
 
     fn children(&mut self, d: &OwnedFd, prefix: &[u8]) -> Result<()> {
@@ -571,118 +603,15 @@ pub fn extract(root: &Path, dir: &str, r: &mut dyn Read, opts: ExtractOptions) -
         _ if is_missing(&e) => not_found(dir),
         _ => io_err(format!("open {dir:?}"), e),
     })?;
-    let (pr, pw) = io::pipe().map_err(|e| io_err("pipe".into(), e))?;
-    let target = PathBuf::from(format!("/proc/self/fd/{}", tfd.as_raw_fd()));
-    std::thread::scope(|s| {
-        let unpacker = s.spawn(move || {
-            let mut pr = pr;
-            let res = crate::unpack::unpack_layer(&mut pr, &target);
-            // Drain so the writer never blocks on a full pipe after an error.
-            let _ = io::copy(&mut pr, &mut io::sink());
-            res
-        });
-        let rewritten = rewrite(r, pw, &tfd, opts);
-        let unpacked = unpacker
-            .join()
-            .map_err(|_| StoreError::InvalidArchive("unpacker panicked".into()))?;
-        rewritten?;
-        unpacked.map(|_| ())
-    })
-}
-
-/// Copy the tar `r` to `w`, owners reset unless kept, checking Docker's dir/non-dir rule.
-fn rewrite(r: &mut dyn Read, w: io::PipeWriter, tfd: &OwnedFd, opts: ExtractOptions) -> Result<()> {
-    let bad = |e: io::Error| StoreError::InvalidArchive(e.to_string());
-    let mut archive = tar::Archive::new(r);
-    let mut b = tar::Builder::new(io::BufWriter::with_capacity(256 * 1024, w));
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&path).into_owned();
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink
-        ) {
-            continue;
-        }
-        let comps = clean(&path);
-        if comps.last().is_some_and(|n| n.starts_with(b".wh.")) {
-            return Err(StoreError::UnsafeEntry {
-                path: shown,
-                reason: "whiteout names cannot be copied into a container".into(),
-            });
-        }
-        if opts.no_overwrite_dir_non_dir && !comps.is_empty() {
-            if let Some(st) = lstat_beneath(tfd, &comps) {
-                let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-                if is_dir && !kind.is_dir() {
-                    return Err(StoreError::InvalidArchive(format!(
-                        "cannot overwrite directory \"{}\" with non-directory \"{shown}\"",
-                        String::from_utf8_lossy(&join_comps(&comps))
-                    )));
-                }
-                if !is_dir && kind.is_dir() {
-                    return Err(StoreError::InvalidArchive(format!(
-                        "cannot overwrite non-directory \"{}\" with directory \"{shown}\"",
-                        String::from_utf8_lossy(&join_comps(&comps))
-                    )));
-                }
-            }
-        }
-        // A fresh header: the original's ustar prefix field would otherwise double the path.
-        let orig = entry.header();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(orig.mode().map_err(bad)?);
-        h.set_mtime(orig.mtime().unwrap_or(0));
-        h.set_size(entry.size());
-        if let (Ok(Some(ma)), Ok(Some(mi))) = (orig.device_major(), orig.device_minor()) {
-            let _ = h.set_device_major(ma);
-            let _ = h.set_device_minor(mi);
-        }
-        if opts.keep_owner {
-            h.set_uid(orig.uid().unwrap_or(0));
-            h.set_gid(orig.gid().unwrap_or(0));
-        } else {
-            h.set_uid(0);
-            h.set_gid(0);
-        }
-        let link = entry.link_name_bytes().map(|l| l.into_owned());
-        let res = if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
-            append_raw(&mut b, &mut h, &path, link.as_deref(), io::empty())
-        } else {
-            append_raw(&mut b, &mut h, &path, None, &mut entry)
-        };
-        if let Err(e) = res {
-            // The unpacker refused and closed its end: its error is the one to report.
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(io_err(format!("copy {shown:?}"), e));
-        }
-    }
-    match b.into_inner().and_then(|mut w| w.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(io_err("tar".into(), e)),
-        _ => Ok(()),
-    }
-}
-
-/// lstat of `comps` below the directory `dir` (resolved with `dir` as the root).
-fn lstat_beneath(dir: &OwnedFd, comps: &[Vec<u8>]) -> Option<libc::stat> {
-    let (name, parents) = comps.split_last()?;
-    let ppath = join_comps(parents);
-    let pfd = openat2_in_root(
-        dir.as_raw_fd(),
-        Path::new(OsStr::from_bytes(&ppath)),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-    )
-    .ok()?;
-    lstat_at(pfd.as_raw_fd(), &CString::new(name.clone()).ok()?).ok()
+    // Straight into the safe unpacker, in this thread: owners reset unless kept, whiteout names
+    // refused, no xattrs from the client's archive, no fsync (Docker does none for a copy).
+    let uopts = crate::unpack::UnpackOptions {
+        reset_owner: !opts.keep_owner,
+        refuse_whiteouts: true,
+        no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
+        xattrs: false,
+    };
+    crate::unpack::unpack_into(r, tfd.as_fd(), uopts).map(|_| ())
 }
 
 /// `docker diff`: walk an overlay upper directory against its lower directories (top first).

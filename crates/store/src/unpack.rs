@@ -19,8 +19,8 @@
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -39,6 +39,33 @@ const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 const OVERLAY_OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 
+/// How an archive is applied. [`UnpackOptions::LAYER`] for image layers; `docker cp` resets
+/// owners, refuses whiteout names and may refuse to replace a directory by a non-directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackOptions {
+    /// Every entry is owned by 0:0 whatever the archive says.
+    pub reset_owner: bool,
+    /// A `.wh.*` name is an `UnsafeEntry` instead of an overlayfs whiteout.
+    pub refuse_whiteouts: bool,
+    /// Refuse to replace a directory by a non-directory or the reverse (`InvalidArchive`).
+    pub no_overwrite_dir_non_dir: bool,
+    /// Apply `SCHILY.xattr.*` pax records.
+    pub xattrs: bool,
+}
+
+impl UnpackOptions {
+    /// Image layers: owners, xattrs and whiteouts as in the archive.
+    pub const LAYER: UnpackOptions = UnpackOptions {
+        reset_owner: false,
+        refuse_whiteouts: false,
+        no_overwrite_dir_non_dir: false,
+        xattrs: true,
+    };
+}
+
+/// Size of the buffer regular files are copied through.
+const COPY_BUF: usize = 256 * 1024;
+
 /// Unpack the (already decompressed) tar stream `r` into the existing directory `target`.
 pub fn unpack_layer(r: &mut dyn Read, target: &Path) -> Result<UnpackStats> {
     let tpath = cstring(target.as_os_str().as_bytes(), "target")?;
@@ -49,10 +76,34 @@ pub fn unpack_layer(r: &mut dyn Read, target: &Path) -> Result<UnpackStats> {
         0,
     )
     .map_err(|e| io_err(format!("open target {target:?}"), e))?;
+    unpack_fd(r, root, UnpackOptions::LAYER)
+}
+
+/// Unpack the tar stream `r` into the directory open as `dir` (any descriptor of it, O_PATH is
+/// enough), with `opts`. The same guarantees as [`unpack_layer`], relative to `dir`.
+pub fn unpack_into(
+    r: &mut dyn Read,
+    dir: BorrowedFd<'_>,
+    opts: UnpackOptions,
+) -> Result<UnpackStats> {
+    let root = sys_open(
+        dir.as_raw_fd(),
+        c".",
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )
+    .map_err(|e| io_err("open target".into(), e))?;
+    unpack_fd(r, root, opts)
+}
+
+fn unpack_fd(r: &mut dyn Read, root: OwnedFd, opts: UnpackOptions) -> Result<UnpackStats> {
     let mut u = Unpacker {
         root,
+        opts,
         stats: UnpackStats::default(),
         dir_times: Vec::new(),
+        parent: None,
+        buf: Vec::new(),
     };
     let mut archive = tar::Archive::new(r);
     let entries = archive
@@ -62,15 +113,23 @@ pub fn unpack_layer(r: &mut dyn Read, target: &Path) -> Result<UnpackStats> {
         let mut entry = entry.map_err(|e| StoreError::InvalidArchive(e.to_string()))?;
         u.entry(&mut entry)?;
     }
+    u.parent = None;
     u.finish_dir_times();
     Ok(u.stats)
 }
 
 struct Unpacker {
     root: OwnedFd,
+    opts: UnpackOptions,
     stats: UnpackStats,
     /// Directory mtimes, set after all entries (writing into a dir changes its mtime).
     dir_times: Vec<(Vec<Vec<u8>>, i64)>,
+    /// The parent directory of the last entry (components below the root, O_PATH descriptor,
+    /// checked to be a directory when opened): consecutive entries of one directory reuse it
+    /// instead of walking again. Dropped before an entry that could replace it or an ancestor.
+    parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
+    /// The copy buffer of regular files ([`COPY_BUF`]), allocated at the first file.
+    buf: Vec<u8>,
 }
 
 /// Owner, mode and mtime of an entry as in its header.
@@ -109,14 +168,45 @@ impl Unpacker {
         };
 
         if name.starts_with(WHITEOUT_PREFIX) {
+            if self.opts.refuse_whiteouts {
+                return Err(unsafe_entry(
+                    &shown,
+                    "whiteout names cannot be copied into a container",
+                ));
+            }
+            self.parent = None;
             return self.whiteout(entry, name, parents, &shown);
         }
+        // This entry may replace the cached parent directory or one of its ancestors.
+        if let Some((cached, _)) = &self.parent {
+            if cached.starts_with(&comps) {
+                self.parent = None;
+            }
+        }
 
-        let meta = read_meta(entry, &shown)?;
-        let pfd = self.walk(parents, true, &shown)?;
+        let mut meta = read_meta(entry, &shown, self.opts.xattrs)?;
+        if self.opts.reset_owner {
+            (meta.uid, meta.gid) = (0, 0);
+        }
+        let pfd = self.parent_dir(parents, &shown)?;
         let cname = cstring(name, &shown)?;
         let existing =
             lstat_at(pfd.as_raw_fd(), &cname).map_err(|e| io_err(format!("lstat {shown:?}"), e))?;
+        if self.opts.no_overwrite_dir_non_dir {
+            if let Some(st) = &existing {
+                let at = String::from_utf8_lossy(&join_comps(&comps)).into_owned();
+                if is_dir(st) && kind != T::Directory {
+                    return Err(StoreError::InvalidArchive(format!(
+                        "cannot overwrite directory \"{at}\" with non-directory \"{shown}\""
+                    )));
+                }
+                if !is_dir(st) && kind == T::Directory {
+                    return Err(StoreError::InvalidArchive(format!(
+                        "cannot overwrite non-directory \"{at}\" with directory \"{shown}\""
+                    )));
+                }
+            }
+        }
 
         match kind {
             T::Directory => {
@@ -154,8 +244,9 @@ impl Unpacker {
                 )
                 .map_err(|e| io_err(format!("create {shown:?}"), e))?;
                 let mut f = File::from(fd);
-                let n =
-                    io::copy(entry, &mut f).map_err(|e| io_err(format!("write {shown:?}"), e))?;
+                let n = self
+                    .copy_data(entry, &mut f)
+                    .map_err(|e| io_err(format!("write {shown:?}"), e))?;
                 self.stats.size += n;
                 let fd = OwnedFd::from(f);
                 apply_fd_meta(&fd, &meta, &shown)?;
@@ -238,7 +329,45 @@ impl Unpacker {
             }
             _ => {}
         }
+        self.parent = Some((parents.to_vec(), pfd));
         Ok(())
+    }
+
+    /// The parent directory `comps` of an entry: the cached one if it is the same, else walked
+    /// (and created) from the root. The caller puts it back in the cache when done.
+    fn parent_dir(&mut self, comps: &[Vec<u8>], shown: &str) -> Result<OwnedFd> {
+        match self.parent.take() {
+            Some((cached, fd)) if cached == comps => Ok(fd),
+            _ => self.walk(comps, true, shown),
+        }
+    }
+
+    /// Copy an entry's data to `f` through the large buffer, filled before each write (a
+    /// streamed upload reads back in small pieces); the bytes copied.
+    fn copy_data(&mut self, r: &mut dyn Read, f: &mut File) -> io::Result<u64> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; COPY_BUF];
+        }
+        let mut n = 0u64;
+        loop {
+            let mut filled = 0;
+            while filled < self.buf.len() {
+                match r.read(&mut self.buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(k) => filled += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if filled == 0 {
+                return Ok(n);
+            }
+            f.write_all(&self.buf[..filled])?;
+            n += filled as u64;
+            if filled < self.buf.len() {
+                return Ok(n);
+            }
+        }
     }
 
     fn whiteout<R: Read>(
@@ -268,7 +397,7 @@ impl Unpacker {
         if hidden.is_empty() || hidden == b"." || hidden == b".." {
             return Err(unsafe_entry(shown, "whiteout with an invalid name"));
         }
-        let meta = read_meta(entry, shown)?;
+        let meta = read_meta(entry, shown, true)?;
         let pfd = self.walk(parents, true, shown)?;
         let cname = cstring(hidden, shown)?;
         if let Some(st) =
@@ -379,7 +508,11 @@ fn normalize(p: &[u8], shown: &str) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
+fn read_meta<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    shown: &str,
+    with_xattrs: bool,
+) -> Result<Meta> {
     let bad = |what: &str, e: io::Error| {
         StoreError::InvalidArchive(format!("{shown:?}: bad {what}: {e}"))
     };
@@ -394,7 +527,13 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta
     let gid = u32::try_from(gid)
         .map_err(|_| StoreError::InvalidArchive(format!("{shown:?}: gid too large")))?;
     let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions().map_err(|e| bad("pax header", e))? {
+    // Not applied: the records are not even parsed.
+    let exts = if with_xattrs {
+        entry.pax_extensions().map_err(|e| bad("pax header", e))?
+    } else {
+        None
+    };
+    if let Some(exts) = exts {
         for ext in exts {
             let ext = ext.map_err(|e| bad("pax header", e))?;
             let Ok(key) = ext.key() else { continue };
@@ -556,6 +695,19 @@ fn remove_tree(dir: RawFd, name: &CStr) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `/a/b` of components, `/` for none (for messages).
+fn join_comps(comps: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for c in comps {
+        p.push(b'/');
+        p.extend_from_slice(c);
+    }
+    if p.is_empty() {
+        p.push(b'/');
+    }
+    p
 }
 
 fn is_dir(st: &libc::stat) -> bool {

@@ -366,3 +366,156 @@ fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     buf.truncate(n as usize);
     Some(buf)
 }
+
+/// The cached parent directory is dropped when an entry replaces it or an ancestor: a directory
+/// replaced by a symlink to the outside is never written through.
+#[test]
+fn replaced_parent_is_not_reused() {
+    for link_at in ["a", "a/b"] {
+        let e = Env::new();
+        let s = e.s().to_string();
+        let mut t = Tar::new();
+        t.dir("a/")
+            .dir("a/b/")
+            .file("a/b/x", b"x")
+            .file("a/b/y", b"y");
+        t.symlink(link_at, &s).file("a/b/z", b"z");
+        assert_unsafe(e.unpack(&mut t));
+        e.assert_sentinel_empty();
+        // The symlink replaced the directory (and what was in it), nothing else.
+        assert!(fs::symlink_metadata(e.target.join(link_at))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    // Many files in one directory, then the same directory again after another one.
+    let e = Env::new();
+    let mut t = Tar::new();
+    for d in ["d0", "d1", "d0"] {
+        for i in 0..3 {
+            t.file(&format!("{d}/f{i}"), d.as_bytes());
+        }
+    }
+    e.unpack(&mut t).unwrap();
+    assert_eq!(fs::read(e.target.join("d0/f2")).unwrap(), b"d0");
+    assert_eq!(fs::read(e.target.join("d1/f0")).unwrap(), b"d1");
+}
+
+use std::os::fd::AsFd;
+
+fn unpack_cp(e: &Env, t: &mut Tar, opts: UnpackOptions) -> Result<UnpackStats> {
+    let dir = fs::File::open(&e.target).unwrap();
+    unpack_into(&mut &t.bytes()[..], dir.as_fd(), opts)
+}
+
+/// `docker cp`'s options: owners reset, whiteouts refused, dir/non-dir replacement refused.
+#[test]
+fn copy_options() {
+    let cp = UnpackOptions {
+        reset_owner: true,
+        refuse_whiteouts: true,
+        no_overwrite_dir_non_dir: false,
+        xattrs: false,
+    };
+    let e = Env::new();
+    let mut t = Tar::new();
+    t.raw("owned", EntryType::Regular, b"o", "", 0o640, 1234);
+    unpack_cp(&e, &mut t, cp).unwrap();
+    let m = fs::metadata(e.target.join("owned")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (0, 0, 0o640));
+    let e2 = Env::new();
+    unpack_cp(
+        &e2,
+        Tar::new().raw("owned", EntryType::Regular, b"o", "", 0o640, 1234),
+        UnpackOptions {
+            reset_owner: false,
+            ..cp
+        },
+    )
+    .unwrap();
+    assert_eq!(fs::metadata(e2.target.join("owned")).unwrap().uid(), 1234);
+
+    fs::write(e.target.join("keep"), b"k").unwrap();
+    assert_unsafe(unpack_cp(&e, Tar::new().file(".wh.keep", b""), cp));
+    assert_eq!(fs::read(e.target.join("keep")).unwrap(), b"k");
+
+    fs::create_dir(e.target.join("dir")).unwrap();
+    let strict = UnpackOptions {
+        no_overwrite_dir_non_dir: true,
+        ..cp
+    };
+    for (t, what) in [
+        (Tar::new().file("dir", b"f").bytes(), "dir"),
+        (Tar::new().dir("keep/").bytes(), "keep"),
+    ] {
+        let dir = fs::File::open(&e.target).unwrap();
+        match unpack_into(&mut &t[..], dir.as_fd(), strict) {
+            Err(StoreError::InvalidArchive(m)) => assert!(m.contains("cannot overwrite"), "{m}"),
+            other => panic!("{what}: expected InvalidArchive, got {other:?}"),
+        }
+    }
+    assert!(e.target.join("dir").is_dir());
+    assert_eq!(fs::read(e.target.join("keep")).unwrap(), b"k");
+    // Without the option the same replacement is done.
+    unpack_cp(&e, Tar::new().file("dir", b"f"), cp).unwrap();
+    assert_eq!(fs::read(e.target.join("dir")).unwrap(), b"f");
+}
+
+/// Reads `data`; once `at` bytes were read, runs `f` once (a concurrent change mid-unpack).
+struct Midway<'a, F: FnMut()> {
+    data: &'a [u8],
+    pos: usize,
+    at: usize,
+    f: Option<F>,
+}
+
+impl<F: FnMut()> Read for Midway<'_, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.at {
+            if let Some(mut f) = self.f.take() {
+                f();
+            }
+        }
+        let end = if self.pos < self.at {
+            self.at
+        } else {
+            self.data.len()
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The directory being filled is swapped for a symlink to the outside between two entries (as a
+/// container's process may do during `docker cp`): nothing lands outside the target.
+#[test]
+fn parent_swapped_for_symlink_mid_unpack() {
+    let e = Env::new();
+    let data = Tar::new()
+        .dir("a/")
+        .file("a/x", &[b'x'; 600])
+        .file("a/y", b"y")
+        .bytes();
+    // After the headers of `a/` and `a/x` and x's data: between `a/x` and `a/y`.
+    let at = 512 * 2 + 1024;
+    let (t, s) = (e.target.clone(), e.sentinel.clone());
+    let mut r = Midway {
+        data: &data,
+        pos: 0,
+        at,
+        f: Some(move || {
+            fs::rename(t.join("a"), t.join("moved")).unwrap();
+            std::os::unix::fs::symlink(&s, t.join("a")).unwrap();
+        }),
+    };
+    let res = unpack_layer(&mut r, &e.target);
+    assert!(r.f.is_none(), "the swap did not run");
+    e.assert_sentinel_empty();
+    // Either refused, or written into the (moved) directory it had open, inside the target.
+    if res.is_ok() {
+        assert_eq!(fs::read(e.target.join("moved/y")).unwrap(), b"y");
+    }
+    assert_eq!(fs::read(e.target.join("moved/x")).unwrap().len(), 600);
+}
