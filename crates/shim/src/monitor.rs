@@ -246,7 +246,10 @@ impl Shim {
                     .with_stdout(stdout_w)
                     .with_stderr(stderr_w)
                     .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
-                    .with_executor(crate::exec::SeccompExecutor { seccomp: None, compiled: None })
+                    .with_executor(crate::exec::SeccompExecutor {
+                        seccomp: None,
+                        compiled: None,
+                    })
                     .validate_id()
             })
             .and_then(|b| {
