@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::error::{CliError, Result};
 
 /// Go's `%.Ng`: N significant digits, trailing zeros dropped.
-fn fmt_g(v: f64, prec: i32) -> String {
+pub(crate) fn fmt_g(v: f64, prec: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }

@@ -7,7 +7,7 @@ use super::{out, s};
 use crate::client::{encode, Client, Query};
 use crate::error::{CliError, Result};
 use crate::format::{render_list, short_id};
-use crate::units::{human_size, parse_size};
+use crate::units::{fmt_g, human_size, parse_size};
 
 #[derive(Args, Debug, Default)]
 pub struct StatsArgs {
@@ -59,31 +59,6 @@ pub struct UpdateArgs {
     pub restart: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
-}
-
-/// Go's `%.Ng`.
-fn fmt_g(v: f64, prec: i32) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let p = (prec - 1).max(0) as usize;
-    let sci = format!("{v:.p$e}");
-    let (mant, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let trim = |s: &str| -> String {
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    if !(-4..prec).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{}e{sign}{:02}", trim(mant), exp.abs())
-    } else {
-        let decimals = (prec - 1 - exp).max(0) as usize;
-        trim(&format!("{v:.decimals$}"))
-    }
 }
 
 /// docker's `units.BytesSize`: binary units, 4 significant digits ("1.5MiB").
