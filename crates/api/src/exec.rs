@@ -116,29 +116,7 @@ async fn start(
             }
         }
     });
-    let ct = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    let mut resp = Response::builder()
-        .status(if wants_upgrade {
-            StatusCode::SWITCHING_PROTOCOLS
-        } else {
-            StatusCode::OK
-        })
-        .header(header::CONTENT_TYPE, ct);
-    if wants_upgrade {
-        resp = resp
-            .header(header::CONNECTION, "Upgrade")
-            .header(header::UPGRADE, "tcp");
-    }
-    let mut resp = resp.body(Body::empty()).map_err(ApiError::internal)?;
-    if wants_upgrade {
-        resp.extensions_mut()
-            .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
-    }
-    Ok(resp)
+    crate::hijack::response(tty, wants_upgrade)
 }
 
 fn size_pair(v: Option<&[u16]>) -> Option<(u16, u16)> {

@@ -41,6 +41,12 @@ pub async fn upgrade_keys(
         };
         pump(client, shim, tty, keys).await;
     });
+    response(tty, wants_upgrade)
+}
+
+/// The response that switches a request to a raw stream: `101 UPGRADED` with `Upgrade: tcp`
+/// (or a plain 200 for clients that did not ask to upgrade), raw or multiplexed content type.
+pub(crate) fn response(tty: bool, wants_upgrade: bool) -> ApiResult<Response> {
     let ct = if tty {
         "application/vnd.docker.raw-stream"
     } else {
