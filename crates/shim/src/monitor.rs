@@ -853,29 +853,9 @@ fn oom_kill_count(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// temp + fsync + rename + fsync(dir).
+/// temp + fsync + rename + fsync(dir), through the store's crash-safe writer.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".tmp-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    berth_store::atomic::write_file(path, data).map_err(std::io::Error::other)
 }
 
 fn write_file(path: &Path, data: &[u8]) -> std::result::Result<(), String> {
