@@ -48,17 +48,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$image" ] && [ ${#labels[@]} -gt 0 ] || usage
-for l in "${labels[@]}"; do
-    # Only local unix sockets: this script creates and force-removes containers and volumes.
-    if [ ! -S "${sock[$l]}" ]; then
-        echo "$l: ${sock[$l]} is not a unix socket (only local unix sockets are benchmarked)" >&2
-        exit 2
-    fi
-done
-docker=$(command -v docker || echo /usr/local/bin/docker)
-export DOCKER_CONFIG=${DOCKER_CONFIG:-$(mktemp -d)}
-unset DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-runid=bench-$$-$RANDOM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+check_sockets
+setup_docker_client
 own_tmp=0
 if [ -z "$tmp" ]; then tmp=$(mktemp -d /tmp/berth-files-bench.XXXXXX) own_tmp=1; fi
 mkdir -p "$tmp"
@@ -78,7 +71,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-dk() { DOCKER_HOST="unix://${sock[$cur_label]}" "$docker" "$@"; }
 now() { echo "${EPOCHREALTIME/[.,]/}"; }
 # Milliseconds between two now() values (microseconds).
 elapsed_ms() { local d=$(($2 - $1)); printf '%d.%03d' $((d / 1000)) $((d % 1000)); }
