@@ -27,6 +27,9 @@ struct DaemonArgs {
     /// Parent cgroup of every container.
     #[arg(long, default_value = "berth")]
     cgroup_parent: String,
+    /// Daemon configuration file (JSON, like dockerd's daemon.json).
+    #[arg(long)]
+    config_file: Option<PathBuf>,
     /// Enable debug logging.
     #[arg(short = 'D', long)]
     debug: bool,
@@ -75,6 +78,23 @@ pub fn run(args: &[OsString]) -> i32 {
     };
     let mut cfg = berth_engine::EngineConfig::new(&a.data_root, &a.exec_root, &exe);
     cfg.cgroup_parent = a.cgroup_parent;
+    if let Some(path) = &a.config_file {
+        match berth_engine::config::DaemonFile::load(path) {
+            Ok(d) => {
+                for k in d.unknown_keys() {
+                    tracing::warn!(
+                        "config file {}: unknown option {k:?} ignored",
+                        path.display()
+                    );
+                }
+                cfg.daemon = d;
+            }
+            Err(e) => {
+                eprintln!("berth daemon: {e}");
+                return 1;
+            }
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

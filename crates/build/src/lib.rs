@@ -1,0 +1,3 @@
+//! berth-build: the Dockerfile front end — parser (directives, continuations, heredocs), word
+//! expansion (`${VAR:-x}`), `.dockerignore` patterns, and the instruction model the engine's
+//! build executor runs.

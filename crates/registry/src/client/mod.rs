@@ -1,0 +1,1 @@
+//! The registry client used by the engine's pull and push.
