@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod hello;
 pub mod images;
+pub mod layerdiff;
 pub mod reference;
 pub mod volumes;
 
