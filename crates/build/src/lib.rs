@@ -1,3 +1,8 @@
 //! berth-build: the Dockerfile front end — parser (directives, continuations, heredocs), word
 //! expansion (`${VAR:-x}`), `.dockerignore` patterns, and the instruction model the engine's
 //! build executor runs.
+
+pub mod ast;
+pub mod error;
+
+pub use error::{ExpandError, ParseError};
