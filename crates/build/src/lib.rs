@@ -4,5 +4,7 @@
 
 pub mod ast;
 pub mod error;
+pub mod ignore;
+pub mod shell;
 
 pub use error::{ExpandError, ParseError};
