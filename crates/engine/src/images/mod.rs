@@ -713,6 +713,7 @@ impl ImageService {
     }
 }
 
+pub mod registries;
 mod remove;
 #[cfg(test)]
 pub(crate) mod tests;
