@@ -2,7 +2,10 @@
 //! one atomic transaction on every change, so that the kernel's state always equals what the
 //! engine computed from its records (crash-safe, and nothing outside the table is touched).
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
 
 use crate::{Ipv4Net, NetError, Result};
 
@@ -51,11 +54,212 @@ impl Firewall {
     }
     /// Replace the table's content with rules for exactly these networks and ports.
     pub fn apply(&self, nets: &[NetRules], ports: &[PortRule]) -> Result<()> {
-        let _ = (nets, ports);
-        Err(NetError::NotImplemented("Firewall::apply"))
+        let script = self.render(nets, ports)?;
+        run_nft(&script)
     }
     /// Delete the table; absent is fine.
     pub fn remove(&self) -> Result<()> {
-        Err(NetError::NotImplemented("Firewall::remove"))
+        check_name(&self.table, "table")?;
+        // Declaring the table first makes the delete succeed when it is absent.
+        run_nft(&format!(
+            "table ip {t}\ndelete table ip {t}\n",
+            t = self.table
+        ))
+    }
+
+    /// The `nft -f` script [`Firewall::apply`] runs: one transaction that (re)creates the table.
+    ///
+    /// - `prerouting`/`output` (nat): packets to a local address (`fib daddr type local`) go
+    ///   through `ports`, which DNATs each published port (only for its host address if one is
+    ///   set), so 127.0.0.1:PORT works from the host too (with `route_localnet` on the bridge).
+    /// - `postrouting` (nat): per bridge, masquerade 127.0.0.0/8 sources leaving through it
+    ///   (the localhost case above), DNATed traffic from its own subnet (hairpin), and, when
+    ///   `masquerade`, its subnet leaving through any other interface.
+    /// - `forward` (filter): internal bridges reach nothing outside themselves; DNATed flows
+    ///   are accepted; `icc` false drops bridge-to-same-bridge traffic (needs br_netfilter);
+    ///   different bridges are isolated from each other.
+    /// - `input` (filter): internal bridges reach only the gateway's port 53 (and replies).
+    pub fn render(&self, nets: &[NetRules], ports: &[PortRule]) -> Result<String> {
+        check_name(&self.table, "table")?;
+        for n in nets {
+            check_name(&n.bridge, "bridge")?;
+        }
+        let t = &self.table;
+        let mut s = String::new();
+        let _ = writeln!(s, "table ip {t}");
+        let _ = writeln!(s, "delete table ip {t}");
+        let _ = writeln!(s, "table ip {t} {{");
+
+        // --- nat ---
+        s.push_str("  chain ports {\n");
+        for p in ports {
+            let proto = match p.proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            };
+            let daddr = match p.host_ip {
+                Some(ip) if !ip.is_unspecified() => format!("ip daddr {ip} "),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "    {daddr}{proto} dport {} dnat to {}:{}",
+                p.host_port, p.container_ip, p.container_port
+            );
+        }
+        s.push_str("  }\n");
+        s.push_str(
+            "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }\n",
+        );
+        s.push_str(
+            "  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n",
+        );
+        s.push_str(
+            "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
+        );
+        for n in nets {
+            let (br, sub) = (&n.bridge, n.subnet.network());
+            let _ = writeln!(s, "    oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade");
+            let _ = writeln!(
+                s,
+                "    oifname \"{br}\" ip saddr {sub} ct status dnat masquerade"
+            );
+            if n.masquerade && !n.internal {
+                let _ = writeln!(s, "    ip saddr {sub} oifname != \"{br}\" masquerade");
+            }
+        }
+        s.push_str("  }\n");
+
+        // --- filter ---
+        s.push_str(
+            "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
+        );
+        for n in nets.iter().filter(|n| n.internal) {
+            let br = &n.bridge;
+            let _ = writeln!(s, "    iifname \"{br}\" oifname != \"{br}\" drop");
+            let _ = writeln!(s, "    oifname \"{br}\" iifname != \"{br}\" drop");
+        }
+        s.push_str("    ct status dnat accept\n");
+        for n in nets.iter().filter(|n| !n.icc) {
+            let br = &n.bridge;
+            let _ = writeln!(s, "    iifname \"{br}\" oifname \"{br}\" drop");
+        }
+        if nets.len() > 1 {
+            for n in nets {
+                let others: Vec<String> = nets
+                    .iter()
+                    .filter(|o| o.bridge != n.bridge)
+                    .map(|o| format!("\"{}\"", o.bridge))
+                    .collect();
+                if !others.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "    iifname \"{}\" oifname {{ {} }} drop",
+                        n.bridge,
+                        others.join(", ")
+                    );
+                }
+            }
+        }
+        s.push_str("  }\n");
+        s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+        for n in nets.iter().filter(|n| n.internal) {
+            let (br, gw) = (&n.bridge, n.gateway);
+            let _ = writeln!(
+                s,
+                "    iifname \"{br}\" ct state established,related accept"
+            );
+            let _ = writeln!(s, "    iifname \"{br}\" ip daddr {gw} udp dport 53 accept");
+            let _ = writeln!(s, "    iifname \"{br}\" ip daddr {gw} tcp dport 53 accept");
+            let _ = writeln!(s, "    iifname \"{br}\" drop");
+        }
+        s.push_str("  }\n}\n");
+        Ok(s)
+    }
+}
+
+/// Names that go into the script unquoted or quoted: letters, digits, `_ - .` only.
+fn check_name(name: &str, what: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphabetic();
+    if ok {
+        Ok(())
+    } else {
+        Err(NetError::Firewall(format!("invalid {what} name {name:?}")))
+    }
+}
+
+fn run_nft(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NetError::Firewall(format!("running nft: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Firewall(format!(
+            "nft -f failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(br: &str, sub: &str, internal: bool) -> NetRules {
+        let subnet = Ipv4Net::parse(sub).unwrap();
+        NetRules {
+            bridge: br.into(),
+            subnet,
+            internal,
+            masquerade: true,
+            icc: true,
+            gateway: crate::ipam::default_gateway(&subnet).unwrap(),
+        }
+    }
+
+    #[test]
+    fn render_rules() {
+        let fw = Firewall::new("berth");
+        let nets = [
+            net("berth0", "172.17.0.0/16", false),
+            net("br-a", "172.18.0.0/16", true),
+        ];
+        let ports = [PortRule {
+            proto: Proto::Udp,
+            host_ip: Some("127.0.0.1".parse().unwrap()),
+            host_port: 5353,
+            container_ip: "172.17.0.2".parse().unwrap(),
+            container_port: 53,
+        }];
+        let s = fw.render(&nets, &ports).unwrap();
+        assert!(s.starts_with("table ip berth\ndelete table ip berth\ntable ip berth {"));
+        assert!(s.contains("ip daddr 127.0.0.1 udp dport 5353 dnat to 172.17.0.2:53"));
+        assert!(s.contains("ip saddr 172.17.0.0/16 oifname != \"berth0\" masquerade"));
+        assert!(!s.contains("ip saddr 172.18.0.0/16 oifname != \"br-a\" masquerade"));
+        assert!(s.contains("iifname \"br-a\" oifname != \"br-a\" drop"));
+        assert!(s.contains("iifname \"berth0\" oifname { \"br-a\" } drop"));
+        assert!(s.contains("iifname \"br-a\" ip daddr 172.18.0.1 udp dport 53 accept"));
+    }
+
+    #[test]
+    fn rejects_injection() {
+        assert!(Firewall::new("t; flush ruleset").render(&[], &[]).is_err());
+        let n = net("x\" drop", "10.0.0.0/24", false);
+        assert!(Firewall::new("t").render(&[n], &[]).is_err());
     }
 }

@@ -1,0 +1,220 @@
+//! berth's nftables table against the real kernel (root): DNAT of published ports, isolation,
+//! internal networks.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::Command;
+use std::time::Duration;
+
+use berth_net::firewall::{Firewall, NetRules, PortRule, Proto};
+use common::*;
+
+fn rules(net: &TestNet, internal: bool) -> NetRules {
+    NetRules {
+        bridge: net.bridge.clone(),
+        subnet: net.subnet,
+        internal,
+        masquerade: true,
+        icc: true,
+        gateway: net.gateway,
+    }
+}
+
+fn list(table: &str) -> Option<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn apply_replace_remove() {
+    let mut net = TestNet::new();
+    let table = net.table();
+    let fw = Firewall::new(&table);
+    let p = |hp: u16| PortRule {
+        proto: Proto::Tcp,
+        host_ip: None,
+        host_port: hp,
+        container_ip: net.ip(2),
+        container_port: 80,
+    };
+    fw.apply(&[rules(&net, false)], &[p(18081), p(18082)])
+        .unwrap();
+    let s = list(&table).expect("table exists");
+    assert!(
+        s.contains(&format!("tcp dport 18081 dnat to {}:80", net.ip(2))),
+        "{s}"
+    );
+    assert!(s.contains("tcp dport 18082"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "ip saddr {} oifname != \"{}\" masquerade",
+            net.subnet, net.bridge
+        )),
+        "{s}"
+    );
+    // A second apply replaces everything.
+    fw.apply(&[rules(&net, true)], &[p(18083)]).unwrap();
+    let s = list(&table).unwrap();
+    assert!(!s.contains("18081") && !s.contains("18082"), "{s}");
+    assert!(s.contains("tcp dport 18083"), "{s}");
+    assert!(
+        !s.contains(&format!("ip saddr {} oifname != ", net.subnet)),
+        "internal: no masquerade: {s}"
+    );
+    assert!(
+        s.contains(&format!("iifname \"{}\" drop", net.bridge)),
+        "{s}"
+    );
+    fw.remove().unwrap();
+    assert!(list(&table).is_none());
+    fw.remove().unwrap();
+    // Bad input is refused without touching the kernel.
+    let mut bad = rules(&net, false);
+    bad.bridge = "x\" accept".into();
+    assert!(fw.apply(&[bad], &[]).is_err());
+    assert!(list(&table).is_none());
+}
+
+#[test]
+fn published_port_from_host_and_hairpin() {
+    let mut net = TestNet::new();
+    let table = net.table();
+    let a = net.container(2);
+    let b = net.container(3);
+    echo_server(&b, net.ip(3), 7001);
+    let hp = free_port();
+    let fw = Firewall::new(&table);
+    fw.apply(
+        &[rules(&net, false)],
+        &[PortRule {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: hp,
+            container_ip: net.ip(3),
+            container_port: 7001,
+        }],
+    )
+    .unwrap();
+    let lo = SocketAddr::from((Ipv4Addr::LOCALHOST, hp));
+    assert_eq!(
+        tcp_exchange(None, lo, b"x").expect("127.0.0.1:hp"),
+        b"echo:x"
+    );
+    let gw = SocketAddr::from((net.gateway, hp));
+    assert_eq!(tcp_exchange(None, gw, b"y").expect("gateway:hp"), b"echo:y");
+    // Hairpin: another container on the same bridge through the gateway's published port.
+    assert_eq!(
+        tcp_exchange(Some(&a), gw, b"z").expect("hairpin"),
+        b"echo:z"
+    );
+    // Only the published port is forwarded.
+    assert!(tcp_exchange(
+        None,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+        b"q"
+    )
+    .is_err());
+    // host_ip restricts the rule to that address.
+    fw.apply(
+        &[rules(&net, false)],
+        &[PortRule {
+            proto: Proto::Tcp,
+            host_ip: Some(net.gateway),
+            host_port: hp,
+            container_ip: net.ip(3),
+            container_port: 7001,
+        }],
+    )
+    .unwrap();
+    assert_eq!(tcp_exchange(None, gw, b"w").expect("gateway:hp"), b"echo:w");
+    assert!(
+        tcp_exchange(None, lo, b"v").is_err(),
+        "127.0.0.1 must not be forwarded"
+    );
+}
+
+#[test]
+fn internal_network_reaches_only_dns_on_gateway() {
+    let mut net = TestNet::new();
+    let table = net.table();
+    let a = net.container(2);
+    // Host listeners on the gateway address: port 53 and another one.
+    let dns = TcpListener::bind((net.gateway, 53)).expect("bind gw:53");
+    let other = TcpListener::bind((net.gateway, 0)).unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let connects = |to: SocketAddr| {
+        in_ns(&a, move || {
+            std::net::TcpStream::connect_timeout(&to, Duration::from_millis(700)).is_ok()
+        })
+    };
+    assert!(connects(other_addr), "reachable before the rules");
+    Firewall::new(&table)
+        .apply(&[rules(&net, true)], &[])
+        .unwrap();
+    assert!(!connects(other_addr), "internal network reached the host");
+    assert!(
+        connects(dns.local_addr().unwrap()),
+        "DNS port must stay reachable"
+    );
+    assert!(!ping(&a, net.gateway));
+    // The host still reaches the container (replies are allowed back in).
+    let srv = echo_server(&a, net.ip(2), 7002);
+    assert_eq!(
+        tcp_exchange(None, srv, b"h").expect("host -> internal"),
+        b"echo:h"
+    );
+}
+
+#[test]
+fn bridges_are_isolated() {
+    let mut n1 = TestNet::new();
+    let mut n2 = TestNet::new();
+    let table = n1.table();
+    let a = n1.container(2);
+    let b = n2.container(2);
+    assert!(
+        ping(&a, n2.ip(2)),
+        "routed between bridges before the rules"
+    );
+    let fw = Firewall::new(&table);
+    fw.apply(&[rules(&n1, false), rules(&n2, false)], &[])
+        .unwrap();
+    assert!(!ping(&a, n2.ip(2)), "a reached the other bridge");
+    assert!(!ping(&b, n1.ip(2)), "b reached the other bridge");
+    // Each still reaches its own gateway.
+    assert!(ping(&a, n1.gateway));
+    assert!(ping(&b, n2.gateway));
+    // A published port of n2's container is reachable from n1 through the host (DNAT).
+    echo_server(&b, n2.ip(2), 7003);
+    let hp = free_port();
+    fw.apply(
+        &[rules(&n1, false), rules(&n2, false)],
+        &[PortRule {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: hp,
+            container_ip: n2.ip(2),
+            container_port: 7003,
+        }],
+    )
+    .unwrap();
+    let via = SocketAddr::from((n1.gateway, hp));
+    assert_eq!(
+        tcp_exchange(Some(&a), via, b"p").expect("published across bridges"),
+        b"echo:p"
+    );
+}
