@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs;
