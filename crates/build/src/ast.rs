@@ -47,6 +47,34 @@ pub struct Stage {
     pub instructions: Vec<Instruction>,
 }
 
+impl Dockerfile {
+    /// The index of the stage named `name` (case-insensitive) or numbered `name`.
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(i) = self
+            .stages
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()))
+        {
+            return Some(i);
+        }
+        match lower.parse::<usize>() {
+            Ok(i) if i < self.stages.len() => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Number of instructions, FROMs and global ARGs included (Docker's "Step N/M" total).
+    pub fn instruction_count(&self) -> usize {
+        self.global_args.len()
+            + self
+                .stages
+                .iter()
+                .map(|s| 1 + s.instructions.len())
+                .sum::<usize>()
+    }
+}
+
 impl Stage {
     /// The stage's name (`AS name`, lower-cased as Docker does), if any.
     pub fn name(&self) -> Option<&str> {
@@ -138,6 +166,14 @@ impl Instruction {
             .and_then(|f| f.value.as_deref())
     }
 
+    /// The heredoc a COPY/ADD source word stands for (`<<EOF` → the heredoc named `EOF`).
+    pub fn heredoc_source(&self, source: &str) -> Option<&Heredoc> {
+        let rest = source.strip_prefix("<<")?;
+        let rest = rest.strip_prefix('-').unwrap_or(rest);
+        let name: String = rest.chars().filter(|c| *c != '"' && *c != '\'').collect();
+        self.heredocs.iter().find(|h| h.name == name)
+    }
+
     /// Whether `--name` is present (bare, or `=true`).
     pub fn flag_bool(&self, name: &str) -> bool {
         self.flags
@@ -226,9 +262,9 @@ pub struct Run {
 /// src... dest` (or the JSON form). For ADD also `--checksum=`, `--keep-git-dir`, `--unpack`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Copy {
-    /// Source words as written (unexpanded; may be globs, URLs for ADD, or heredoc names when
-    /// [`Instruction::heredocs`] is not empty: a source `<<EOF` is given as `EOF` and matched
-    /// by name against the heredocs).
+    /// Source words as written (unexpanded; may be globs, URLs for ADD). A heredoc source stays
+    /// as written (`<<EOF`, `<<-EOF`, `<<"EOF"`): [`Instruction::heredoc_source`] maps it to its
+    /// [`Heredoc`] (the file it makes is named after the heredoc's name).
     pub sources: Vec<String>,
     /// Destination as written (unexpanded). Ends with `/` → a directory.
     pub dest: String,
