@@ -18,6 +18,9 @@ fn main() {
                 std::process::exit(2)
             }
         },
+        Some("registry") if args.get(2).is_some_and(|s| s == "serve") => {
+            std::process::exit(berth_registry::server::run(&args[2..]))
+        }
         Some("daemon") => std::process::exit(daemon::run(&args[1..])),
         _ => std::process::exit(berth_cli::run(args)),
     }
