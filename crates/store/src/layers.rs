@@ -116,6 +116,40 @@ impl LayerStore {
         Ok(info)
     }
 
+    /// A fresh temp directory in the layer root (removed by `clean_partial` if never published),
+    /// for a layer whose files are written directly (commit, build steps), then [`publish`](Self::publish)ed.
+    pub fn temp_dir(&self) -> Result<PathBuf> {
+        let tmp = self
+            .root
+            .join(format!("{TEMP_PREFIX}{}", atomic::random_hex(8)));
+        fs::create_dir(&tmp).ctx(|| format!("create {tmp:?}"))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+            .ctx(|| format!("chmod {tmp:?}"))?;
+        Ok(tmp)
+    }
+
+    /// Publish a fully written (and synced) temp dir from [`temp_dir`](Self::temp_dir) as the
+    /// layer `info` describes, then its info file. If the layer exists already, the temp dir is
+    /// removed and the existing layer returned.
+    pub fn publish(&self, tmp: &Path, info: LayerInfo) -> Result<LayerInfo> {
+        if let Some(p) = &info.parent {
+            if !self.exists(p) {
+                let _ = fs::remove_dir_all(tmp);
+                return Err(StoreError::NotFound(format!("parent layer {p}")));
+            }
+        }
+        if self.exists(&info.chain_id) {
+            fs::remove_dir_all(tmp).ctx(|| format!("remove {tmp:?}"))?;
+            return Ok(self.get(&info.chain_id)?.unwrap_or(info));
+        }
+        atomic::publish_dir(tmp, &self.dir(&info.chain_id))?;
+        if !self.info_path(&info.chain_id).is_file() {
+            let json = serde_json::to_vec(&info).map_err(|e| StoreError::Db(e.to_string()))?;
+            atomic::write_file(&self.info_path(&info.chain_id), &json)?;
+        }
+        Ok(info)
+    }
+
     pub fn get(&self, chain_id: &Digest) -> Result<Option<LayerInfo>> {
         let p = self.info_path(chain_id);
         let data = match fs::read(&p) {

@@ -1,26 +1,15 @@
 //! `docker diff` (the container's overlay upper directory against its image layers) and
-//! `docker export` (a tar of the merged root filesystem).
+//! `docker export` (a tar of the merged root filesystem), both through [`crate::layerdiff`]'s
+//! walker: what `diff` lists is exactly what `commit` archives.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use berth_store::inroot::{self, ChangeKind};
+use berth_store::inroot::ChangeKind;
 
 use super::archive::{lower_dirs, RootfsGuard};
 use super::ContainerService;
 use crate::{EngineError, Result};
-
-/// Paths the runtime creates as mount points (Docker hides them in its init layer).
-const HIDDEN: &[&str] = &[
-    "/dev",
-    "/proc",
-    "/sys",
-    "/etc/hosts",
-    "/etc/hostname",
-    "/etc/resolv.conf",
-    "/.dockerenv",
-    "/sbin/docker-init",
-];
 
 impl ContainerService {
     /// `GET /containers/{id}/changes`: `(path, kind)` with Docker's kinds (0 modified, 1 added,
@@ -32,7 +21,10 @@ impl ContainerService {
         tokio::task::spawn_blocking(move || {
             let lowers = lower_dirs(&this, &rec)?;
             let upper = this.dir(&rec.id).join("upper");
-            let list = inroot::overlay_changes(&upper, &lowers, HIDDEN)?;
+            if !upper.is_dir() {
+                return Ok(Vec::new());
+            }
+            let list = crate::layerdiff::changes(&upper, &lowers)?;
             Ok(list
                 .into_iter()
                 .map(|(p, k)| {
@@ -51,7 +43,6 @@ impl ContainerService {
 
     /// Blocking: `GET /containers/{id}/export`, the merged root filesystem as a tar.
     pub fn export_write(g: &RootfsGuard, w: &mut dyn Write) -> Result<()> {
-        inroot::tar_tree(g.path(), w)?;
-        Ok(())
+        crate::layerdiff::write_tree(g.path(), w)
     }
 }

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod attach;
 mod changes;
+mod commit;
 mod copyup;
 mod create;
 pub mod exec;
@@ -30,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use attach::AttachStreams;
+pub use commit::{
+    apply_commit_changes, dir_size, set_build_cache_usage, BuildCacheUsage, CommitOptions,
+};
 pub use create::CreateRequest;
 pub use inspect::ListOptions;
 pub use logs::{parse_time, LogOptions};

@@ -1,0 +1,333 @@
+//! Tests of the layer diff: tar entries, whiteouts, opaque dirs, links, long names, xattrs,
+//! the layer written in the same pass against an unpack of the blob, `docker diff` kinds.
+
+use super::*;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+use crate::images::tests::service;
+
+fn mknod_whiteout(p: &Path) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C string.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) };
+    assert_eq!(r, 0, "mknod {p:?}: {}", std::io::Error::last_os_error());
+}
+
+fn set_xattr(p: &Path, k: &str, v: &[u8]) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let k = CString::new(k).unwrap();
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::lsetxattr(c.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    assert_eq!(r, 0, "setxattr {p:?}: {}", std::io::Error::last_os_error());
+}
+
+fn get_xattr(p: &Path, k: &str) -> Option<Vec<u8>> {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let k = CString::new(k).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and buffer.
+    let n = unsafe { libc::lgetxattr(c.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+const LONG: &str = "a-very-long-directory-name-that-goes-on-and-on-and-on-and-on-and-on";
+
+/// An upper dir with every kind of change.
+fn upper_fixture(d: &Path) -> PathBuf {
+    let u = d.join("upper");
+    fs::create_dir_all(u.join("etc")).unwrap();
+    // Runtime mount points only: /etc must not appear.
+    fs::write(u.join("etc/hosts"), b"").unwrap();
+    fs::write(u.join("etc/resolv.conf"), b"").unwrap();
+    fs::create_dir_all(u.join("dev/pts")).unwrap();
+    fs::create_dir_all(u.join("proc")).unwrap();
+    fs::write(u.join(".dockerenv"), b"").unwrap();
+    fs::create_dir_all(u.join("bin")).unwrap();
+    fs::write(u.join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(u.join("bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    set_xattr(&u.join("bin/tool"), "user.note", b"kept");
+    fs::hard_link(u.join("bin/tool"), u.join("bin/tool2")).unwrap();
+    mknod_whiteout(&u.join("gone"));
+    fs::create_dir_all(u.join("opq/sub")).unwrap();
+    set_xattr(&u.join("opq"), "trusted.overlay.opaque", b"y");
+    fs::write(u.join("opq/sub/new"), b"new").unwrap();
+    fs::create_dir_all(u.join("empty")).unwrap();
+    symlink("/", u.join("root-link")).unwrap();
+    symlink("/etc/shadow", u.join("shadow-link")).unwrap();
+    fs::create_dir_all(u.join(LONG).join(LONG)).unwrap();
+    fs::write(u.join(LONG).join(LONG).join("file"), b"long").unwrap();
+    std::os::unix::fs::chown(u.join("empty"), Some(1000), Some(1001)).unwrap();
+    u
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct TarEntry {
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    data: Vec<u8>,
+    link: Option<String>,
+}
+
+fn tar_entries(data: &[u8]) -> BTreeMap<String, TarEntry> {
+    let mut a = tar::Archive::new(data);
+    let mut out = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let h = e.header().clone();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.insert(
+            name,
+            TarEntry {
+                kind: h.entry_type(),
+                mode: h.mode().unwrap(),
+                uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
+                data,
+                link,
+            },
+        );
+    }
+    out
+}
+
+#[test]
+fn tar_of_upper_has_docker_entries() {
+    let d = tempfile::tempdir().unwrap();
+    let u = upper_fixture(d.path());
+    let mut out = Vec::new();
+    let (diff, n) = write_diff(&u, &mut out).unwrap();
+    assert_eq!(n as usize, out.len());
+    assert_eq!(diff, Digest::of(&out));
+    let e = tar_entries(&out);
+    let names: Vec<&str> = e.keys().map(String::as_str).collect();
+    let long_dir = format!("{LONG}/");
+    let long_file = format!("{LONG}/{LONG}/file");
+    for want in [
+        ".wh.gone",
+        "bin/",
+        "bin/tool",
+        "bin/tool2",
+        "empty/",
+        "opq/",
+        "opq/.wh..wh..opq",
+        "opq/sub/",
+        "opq/sub/new",
+        "root-link",
+        "shadow-link",
+        &long_dir,
+        &long_file,
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    for absent in ["etc/", "etc/hosts", "dev/", "proc/", ".dockerenv"] {
+        assert!(!names.contains(&absent), "{absent} in {names:?}");
+    }
+    assert_eq!(e["bin/tool"].mode, 0o4755);
+    assert_eq!(e["bin/tool"].data, b"#!/bin/sh\necho hi\n");
+    assert_eq!(e["bin/tool2"].kind, tar::EntryType::Link);
+    assert_eq!(e["bin/tool2"].link.as_deref(), Some("bin/tool"));
+    assert_eq!(e["root-link"].kind, tar::EntryType::Symlink);
+    assert_eq!(e["root-link"].link.as_deref(), Some("/"));
+    assert_eq!(e["shadow-link"].data, b"");
+    assert_eq!((e["empty/"].uid, e["empty/"].gid), (1000, 1001));
+    assert_eq!(e[".wh.gone"].kind, tar::EntryType::Regular);
+    assert_eq!(e[&long_file].data, b"long");
+    // The xattr travels as a PAX record; overlay's own does not.
+    let mut a = tar::Archive::new(&out[..]);
+    let mut found = false;
+    for ent in a.entries().unwrap() {
+        let mut ent = ent.unwrap();
+        if let Some(exts) = ent.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                assert!(!x.key().unwrap().contains("overlay"));
+                if x.key().unwrap() == "SCHILY.xattr.user.note" {
+                    found = x.value_bytes() == b"kept";
+                }
+            }
+        }
+    }
+    assert!(found, "user.note xattr not archived");
+    // Deterministic: the same tree gives the same bytes.
+    let mut again = Vec::new();
+    assert_eq!(write_diff(&u, &mut again).unwrap().0, diff);
+    assert_eq!(again, out);
+}
+
+/// Every entry of a tree: (kind, mode, uid, gid, content or link target, opaque xattr).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn rec(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let what = if m.file_type().is_symlink() {
+                format!("link {:?}", fs::read_link(&p).unwrap())
+            } else if m.is_dir() {
+                format!("dir opq={:?}", get_xattr(&p, "trusted.overlay.opaque"))
+            } else if m.is_file() {
+                format!(
+                    "file {:?} x={:?}",
+                    fs::read(&p).unwrap(),
+                    get_xattr(&p, "user.note")
+                )
+            } else {
+                format!("other rdev={}", m.rdev())
+            };
+            let mtime = if m.file_type().is_symlink() {
+                0
+            } else {
+                m.mtime()
+            };
+            out.insert(
+                rel,
+                format!(
+                    "{what} mode={:o} {}:{} mtime={mtime}",
+                    m.mode(),
+                    m.uid(),
+                    m.gid()
+                ),
+            );
+            if m.is_dir() {
+                rec(root, &p, out);
+            }
+        }
+    }
+    rec(root, root, &mut out);
+    out
+}
+
+#[test]
+fn commit_writes_blob_and_layer_that_agree() {
+    let d = tempfile::tempdir().unwrap();
+    let u = upper_fixture(d.path());
+    let svc = service(&d.path().join("a"));
+    let l = commit_upper(&svc, None, &u).unwrap().unwrap();
+    assert_eq!(l.media_type, MEDIA_LAYER_GZIP);
+    let blob = l.blob.clone().unwrap();
+    let gz = svc.content.read(&blob).unwrap();
+    assert_eq!(Digest::of(&gz), blob);
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(Digest::of(&plain), l.diff_id);
+    assert!(svc.layers.exists(&l.chain_id));
+    let info = svc.layers.get(&l.chain_id).unwrap().unwrap();
+    assert_eq!(info.size, l.size);
+    // bin/tool once (tool2 is a link), opq/sub/new, the long file.
+    assert_eq!(l.size, 18 + 3 + 4);
+    // The same blob unpacked by the layer store gives the same tree as the direct copy.
+    let other = service(&d.path().join("b"));
+    let applied = other.layers.apply(None, &mut &gz[..], None).unwrap();
+    assert_eq!(applied.diff_id, l.diff_id);
+    let direct = tree(&svc.layers.dir(&l.chain_id));
+    let unpacked = tree(&other.layers.dir(&applied.chain_id));
+    assert_eq!(direct, unpacked);
+    assert!(direct["gone"].starts_with("other rdev=0"), "{direct:?}");
+    assert!(direct["opq"].contains("Some([121])"), "{direct:?}");
+    assert!(!direct.contains_key("etc"));
+    // No temp files left in either store.
+    for dir in [d.path().join("a/layers"), d.path().join("a/content/sha256")] {
+        for e in fs::read_dir(dir).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!n.to_string_lossy().starts_with(".tmp-"), "{n:?}");
+        }
+    }
+    // Again on top of it: chain id of the parent.
+    let u2 = d.path().join("upper2");
+    fs::create_dir_all(&u2).unwrap();
+    fs::write(u2.join("x"), b"x").unwrap();
+    let l2 = commit_upper(&svc, Some(&l.chain_id), &u2).unwrap().unwrap();
+    assert_eq!(l2.chain_id, chain_id(Some(&l.chain_id), &l2.diff_id));
+    let missing = Digest::of(b"nope");
+    assert!(matches!(
+        commit_upper(&svc, Some(&missing), &u2),
+        Err(EngineError::NotFound(_))
+    ));
+}
+
+#[test]
+fn empty_upper_is_no_layer() {
+    let d = tempfile::tempdir().unwrap();
+    let u = d.path().join("upper");
+    fs::create_dir_all(u.join("etc")).unwrap();
+    fs::write(u.join("etc/hostname"), b"").unwrap();
+    fs::create_dir_all(u.join("sys")).unwrap();
+    let svc = service(&d.path().join("s"));
+    assert!(commit_upper(&svc, None, &u).unwrap().is_none());
+    assert!(!has_changes(&u).unwrap());
+    assert!(svc.layers.list().unwrap().is_empty());
+}
+
+#[test]
+fn changes_follow_overlay_rules() {
+    let d = tempfile::tempdir().unwrap();
+    let lower = d.path().join("lower");
+    fs::create_dir_all(lower.join("etc")).unwrap();
+    fs::write(lower.join("etc/passwd"), b"a").unwrap();
+    fs::create_dir_all(lower.join("opq/old")).unwrap();
+    fs::create_dir_all(lower.join("d")).unwrap();
+    fs::write(lower.join("gone"), b"").unwrap();
+    symlink("/etc", lower.join("ln")).unwrap();
+    let u = d.path().join("upper");
+    fs::create_dir_all(u.join("etc")).unwrap();
+    fs::write(u.join("etc/passwd"), b"b").unwrap();
+    fs::write(u.join("etc/hosts"), b"").unwrap();
+    fs::create_dir_all(u.join("opq/sub")).unwrap();
+    set_xattr(&u.join("opq"), "trusted.overlay.opaque", b"y");
+    // A lower dir replaced by a file.
+    fs::write(u.join("d"), b"file now").unwrap();
+    mknod_whiteout(&u.join("gone"));
+    // Below a lower symlink: added (overlay does not merge through links).
+    fs::create_dir_all(u.join("ln")).unwrap();
+    fs::write(u.join("ln/x"), b"").unwrap();
+    let c = changes(&u, &[lower]).unwrap();
+    let want = vec![
+        ("/d", ChangeKind::Modified),
+        ("/etc", ChangeKind::Modified),
+        ("/etc/passwd", ChangeKind::Modified),
+        ("/gone", ChangeKind::Deleted),
+        ("/ln", ChangeKind::Modified),
+        ("/ln/x", ChangeKind::Added),
+        ("/opq", ChangeKind::Modified),
+        ("/opq/sub", ChangeKind::Added),
+    ];
+    let got: Vec<(&str, ChangeKind)> = c.iter().map(|(p, k)| (p.as_str(), *k)).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn export_tree_does_not_follow_links() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let host = d.path().join("host");
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("secret"), b"host secret").unwrap();
+    symlink(&host, root.join("esc")).unwrap();
+    symlink(host.join("secret"), root.join("f")).unwrap();
+    fs::write(root.join("a"), b"a").unwrap();
+    let mut out = Vec::new();
+    write_tree(&root, &mut out).unwrap();
+    let e = tar_entries(&out);
+    assert_eq!(e.keys().collect::<Vec<_>>(), ["a", "esc", "f"]);
+    assert!(!out.windows(11).any(|w| w == b"host secret"));
+}
