@@ -4,10 +4,14 @@
 
 mod args;
 pub mod ast;
+pub mod context;
 pub mod error;
 pub mod ignore;
 pub mod parser;
 pub mod shell;
+pub mod statcache;
 
+pub use context::{Context, ContextError, Entry, EntryKind, Match};
 pub use error::{ExpandError, ParseError};
 pub use parser::{parse, parse_instruction};
+pub use statcache::StatCache;
