@@ -20,7 +20,6 @@ pub enum Code {
     Unsupported,
     PaginationNumberInvalid,
     RangeInvalid,
-    #[allow(dead_code)]
     Unavailable,
     Unknown,
 }

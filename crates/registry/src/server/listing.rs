@@ -18,10 +18,7 @@ pub const MAX_PAGE: usize = 1000;
 pub type Page = (Vec<String>, Option<(usize, String)>);
 
 /// One page of a sorted list, and the `(n, last)` of the next page if there is one.
-pub fn page(
-    all: Vec<String>,
-    query: &HashMap<String, String>,
-) -> RegResult<Page> {
+pub fn page(all: Vec<String>, query: &HashMap<String, String>) -> RegResult<Page> {
     let n = match query.get("n") {
         Some(s) => s.parse::<usize>().map_err(|_| {
             RegError::new(Code::PaginationNumberInvalid).detail(serde_json::json!({ "n": s }))
@@ -89,7 +86,13 @@ pub async fn tags(
     reg: &Arc<Registry>,
     name: &str,
     query: &HashMap<String, String>,
+    raw_query: &str,
 ) -> RegResult<Response> {
+    if let Some(p) = &reg.proxy {
+        if let Some(resp) = p.tags(name, raw_query).await? {
+            return Ok(resp);
+        }
+    }
     let all = reg.store.tags(name).await?.ok_or_else(|| {
         RegError::new(Code::NameUnknown).detail(serde_json::json!({ "name": name }))
     })?;

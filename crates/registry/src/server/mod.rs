@@ -226,7 +226,9 @@ async fn dispatch(reg: &Arc<Registry>, req: Request) -> RegResult<Response> {
         )
             .into_response()),
         Route::Catalog if m == Method::GET => listing::catalog(reg, &query).await,
-        Route::Tags(name) if m == Method::GET => listing::tags(reg, &name, &query).await,
+        Route::Tags(name) if m == Method::GET => {
+            listing::tags(reg, &name, &query, req.uri().query().unwrap_or("")).await
+        }
         Route::Manifest(name, r) => match m {
             Method::GET | Method::HEAD => {
                 manifests::get(reg, &name, &r, m == Method::HEAD, req.headers()).await
