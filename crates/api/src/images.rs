@@ -195,6 +195,7 @@ fn with_drain<T>(
 async fn create(
     State(e): State<AppState>,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let pairs = url_pairs(raw.as_deref().unwrap_or(""));
@@ -233,13 +234,8 @@ async fn create(
         return Ok(json_lines(vec![json!({"status": id.to_string()})]));
     }
     if let Some(img) = get1("fromImage") {
-        let tag = get1("tag").map(|t| format!(":{t}")).unwrap_or_default();
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!(
-                "pull access denied for {img}{tag}: this berth engine cannot pull from registries yet; use `docker load` or `docker import`"
-            ),
-        ));
+        let (tag, platform) = (get1("tag"), get1("platform"));
+        return crate::distribution::pull_image(e, img, tag, platform, &headers).await;
     }
     Err(ApiError::bad_request("fromSrc or fromImage is required"))
 }

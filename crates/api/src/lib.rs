@@ -9,6 +9,7 @@
 //! - [`query`]: Docker's query conventions (booleans, JSON `filters`).
 
 mod containers;
+mod distribution;
 mod error;
 mod exec;
 mod files;
@@ -34,6 +35,7 @@ pub fn router(engine: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(distribution::routes())
         .merge(containers::routes())
         .merge(files::routes())
         .merge(volumes::routes())

@@ -3,8 +3,33 @@
 
 mod common;
 
-use common::registry::{self, Registry};
+use common::registry::{self, layer_tar, push_image, sha256_digest, Registry};
 use common::TestDaemon;
+
+fn inspect(d: &TestDaemon, name: &str, fmt: &str) -> String {
+    d.docker_ok(&["image", "inspect", "-f", fmt, name])
+        .trim()
+        .to_string()
+}
+
+/// Files under the data-root's content/sha256 and layers/ (names only).
+fn store_entries(d: &TestDaemon) -> (Vec<String>, Vec<String>) {
+    let ls = |p: std::path::PathBuf| {
+        let mut v: Vec<String> = std::fs::read_dir(&p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    (
+        ls(d.data_root().join("content/sha256")),
+        ls(d.data_root().join("layers")),
+    )
+}
 
 #[test]
 fn harness_registry_holds_a_pushed_busybox() {
@@ -21,4 +46,149 @@ fn harness_registry_holds_a_pushed_busybox() {
     let layer = v["layers"][0]["digest"].as_str().unwrap();
     let blob = reg.get_blob("bb/harness", layer);
     assert_eq!(registry::sha256_digest(&blob), layer);
+}
+
+#[test]
+fn docker_pull_runs_and_records_repo_digest() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let digest = reg.push_busybox(&d, "bb/pull:1", false);
+    let name = format!("{}/bb/pull:1", reg.addr());
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("1: Pulling from bb/pull"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    let rd = inspect(&d, &name, "{{json .RepoDigests}}");
+    assert!(
+        rd.contains(&format!("{}/bb/pull@{digest}", reg.addr())),
+        "{rd}"
+    );
+    let run = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "echo",
+        "pulled-ok",
+    ]);
+    assert_eq!(run.trim(), "pulled-ok");
+    // The compressed blob is kept (push can reuse it) and matches its digest.
+    let m: serde_json::Value = serde_json::from_slice(&reg.get_manifest("bb/pull", "1")).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let stored = std::fs::read(
+        d.data_root()
+            .join("content/sha256")
+            .join(layer.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(sha256_digest(&stored), layer);
+    // Again: nothing to download.
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {name}")),
+        "{out}"
+    );
+    // By digest: the same image, no tag added.
+    let by_digest = format!("{}/bb/pull@{digest}", reg.addr());
+    let out = d.docker_ok(&["pull", &by_digest]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(
+        inspect(&d, &by_digest, "{{.Id}}"),
+        inspect(&d, &name, "{{.Id}}")
+    );
+}
+
+#[test]
+fn oci_manifest_by_digest_and_unknown_names() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let l1 = layer_tar(&[("a.txt", b"first layer\n")]);
+    let l2 = layer_tar(&[("b.txt", b"second layer\n")]);
+    let (digest, _) = push_image(&reg, "oci/img", "v1", "amd64", &[l1, l2], true);
+    let by_digest = format!("{}/oci/img@{digest}", reg.addr());
+    let out = d.docker_ok(&["pull", &by_digest]);
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {by_digest}")),
+        "{out}"
+    );
+    let layers = inspect(&d, &by_digest, "{{len .RootFS.Layers}}");
+    assert_eq!(layers, "2");
+    // Unknown tag and unknown repository: Docker's messages, nothing stored.
+    let before = store_entries(&d);
+    let err = d.docker_err(&["pull", &format!("{}/oci/img:nope", reg.addr())]);
+    assert!(
+        err.contains(&format!(
+            "manifest for {}/oci/img:nope not found",
+            reg.addr()
+        )),
+        "{err}"
+    );
+    let err = d.docker_err(&["pull", &format!("{}/no/such:1", reg.addr())]);
+    assert!(err.contains("not found") || err.contains("denied"), "{err}");
+    assert_eq!(store_entries(&d), before);
+    // A digest that is not there.
+    let missing = format!("{}/oci/img@sha256:{}", reg.addr(), "0".repeat(64));
+    let err = d.docker_err(&["pull", &missing]);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn manifest_list_picks_platform_and_pull_all_tags() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let amd = layer_tar(&[("arch", b"amd64\n")]);
+    let arm = layer_tar(&[("arch", b"arm64\n")]);
+    let (amd_d, amd_m) = push_image(&reg, "multi/img", "amd", "amd64", &[amd], true);
+    let (arm_d, arm_m) = push_image(&reg, "multi/img", "arm", "arm64", &[arm], true);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm_d, "size": arm_m.len(),
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd_d, "size": amd_m.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ]
+    }))
+    .unwrap();
+    let idx_d = reg.put_manifest(
+        "multi/img",
+        "latest",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    let name = format!("{}/multi/img", reg.addr());
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains(&format!("Digest: {idx_d}")), "{out}");
+    assert_eq!(inspect(&d, &name, "{{.Architecture}}"), "amd64");
+    assert!(inspect(&d, &name, "{{json .RepoDigests}}").contains(&idx_d));
+    let out = d.docker_ok(&[
+        "pull",
+        "--platform",
+        "linux/arm64",
+        &format!("{name}:latest"),
+    ]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    assert_eq!(inspect(&d, &name, "{{.Architecture}}"), "arm64");
+    let err = d.docker_err(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(
+        err.contains("no matching manifest for linux/s390x"),
+        "{err}"
+    );
+    // All tags.
+    let out = d.docker_ok(&["pull", "-a", &name]);
+    for t in ["amd", "arm", "latest"] {
+        assert!(
+            out.contains(&format!("{t}: Pulling from multi/img")),
+            "{out}"
+        );
+    }
+    let tags = d.docker_ok(&["images", "--format", "{{.Tag}}", &name]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["amd", "arm", "latest"]);
 }

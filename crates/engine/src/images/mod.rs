@@ -713,6 +713,7 @@ impl ImageService {
     }
 }
 
+pub mod pull;
 pub mod registries;
 mod remove;
 #[cfg(test)]

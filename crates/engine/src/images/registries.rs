@@ -4,6 +4,9 @@
 //! (docker.io → registry-1.docker.io or a mirror, `library/` for official images).
 
 use berth_registry::client::{base64, Credentials, Endpoint, RegistryError, RegistryOptions};
+
+/// The registry client, for the API's registry routes (so they need no dependency of their own).
+pub use berth_registry::client;
 use serde::Deserialize;
 
 use crate::config::DaemonFile;
