@@ -8,6 +8,7 @@
 //! - [`hijack`]: the upgraded attach stream (101 UPGRADED, raw or multiplexed frames).
 //! - [`query`]: Docker's query conventions (booleans, JSON `filters`).
 
+mod build;
 mod containers;
 mod distribution;
 mod error;
@@ -35,6 +36,7 @@ pub fn router(engine: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(build::routes())
         .merge(distribution::routes())
         .merge(containers::routes())
         .merge(files::routes())

@@ -17,6 +17,7 @@ pub struct Engine {
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
     pub volumes: Arc<crate::volumes::VolumeService>,
+    pub builds: Arc<crate::build::BuildService>,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -38,7 +39,10 @@ impl Engine {
             ] {
                 std::fs::create_dir_all(&d)?;
             }
-            // Whatever sits in tmp/ is from an interrupted operation.
+            // Whatever sits in tmp/ is from an interrupted operation (build steps mount there).
+            for m in berth_store::overlay::mounts_under(&c2.tmp_dir()) {
+                let _ = berth_store::overlay::unmount(&m);
+            }
             if let Ok(rd) = std::fs::read_dir(c2.tmp_dir()) {
                 for e in rd.flatten() {
                     let _ = std::fs::remove_dir_all(e.path())
@@ -70,7 +74,10 @@ impl Engine {
         .map_err(|e| EngineError::Internal(e.to_string()))??;
         let containers = ContainerService::new(cfg.clone(), db, images.clone(), events.clone());
         containers.reconcile().await?;
+        let builds =
+            crate::build::BuildService::new(cfg.clone(), images.clone(), containers.clone());
         Ok(Arc::new(Engine {
+            builds,
             cfg,
             events,
             images,

@@ -12,6 +12,7 @@
 //! - [`containers`]: the container service (create/start/stop/kill/wait/rm/...), split by verb.
 
 pub mod archive;
+pub mod build;
 pub mod config;
 pub mod containers;
 pub mod engine;

@@ -1,0 +1,927 @@
+//! COPY, ADD and WORKDIR, in process: the step's parent layers and a fresh upper are mounted as
+//! an overlay under the build's work dir, the files are written into it (the destination
+//! resolved inside the root with openat2 RESOLVE_IN_ROOT, every entry below it created with
+//! `*at` calls and O_NOFOLLOW, so no symlink in the image or the source leads anywhere else),
+//! then the overlay is unmounted and its upper dir becomes the step's layer.
+//!
+//! Sources are walked by descriptor as well: a source path is opened inside its root (the
+//! context, or a stage's/image's root filesystem), symlinks below it are copied as symlinks.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::context::Context;
+use crate::images::{ImageService, LayerRef};
+use crate::{EngineError, Result};
+
+fn ioe(ctx: impl std::fmt::Display, e: io::Error) -> EngineError {
+    EngineError::Internal(format!("{ctx}: {e}"))
+}
+
+fn cstr(b: &[u8]) -> Result<CString> {
+    CString::new(b).map_err(|_| EngineError::InvalidArgument("path with a NUL byte".into()))
+}
+
+fn sys_openat(
+    dir: RawFd,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
+    // SAFETY: valid C string; the fd returned is ours.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid fd, C string and out pointer.
+    let rc = unsafe {
+        libc::fstatat(
+            dir,
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: filled by fstatat.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    lstat_at(fd, c"")
+}
+
+fn kind(st: &libc::stat) -> libc::mode_t {
+    st.st_mode & libc::S_IFMT
+}
+
+/// Names in a directory (sorted, without `.` and `..`).
+fn list_dir(d: RawFd) -> io::Result<Vec<CString>> {
+    let dup = sys_openat(d, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut dir = nix::dir::Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(dup))
+        .map_err(io::Error::from)?;
+    let mut out = Vec::new();
+    for ent in dir.iter() {
+        let ent = ent.map_err(io::Error::from)?;
+        let n = ent.file_name();
+        if n.to_bytes() != b"." && n.to_bytes() != b".." {
+            out.push(n.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid fd, C string and buffer.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+// ---- sources ----
+
+/// One thing to copy.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A path (cleaned, relative, "" = the root) inside a source root directory.
+    Path { root: PathBuf, rel: String },
+    /// Bytes to write as a file (COPY heredocs, ADD of a URL).
+    Data {
+        name: String,
+        data: Vec<u8>,
+        mode: u32,
+        mtime: i64,
+    },
+}
+
+/// Expand one (already variable-expanded) source of COPY/ADD to the paths it names in `root`:
+/// globs are matched against every path (Go's path.Match, a matching directory is taken whole);
+/// a plain path must exist. Paths excluded by `.dockerignore` do not exist.
+pub fn expand_source(
+    root: &Path,
+    ctx: Option<&Context>,
+    src: &str,
+    keyword: &str,
+) -> Result<Vec<String>> {
+    let excluded = |rel: &str| ctx.is_some_and(|c| c.excluded(rel));
+    let rel = super::context::clean_source(src)?;
+    if super::context::has_wildcards(&rel) {
+        let mut out = Vec::new();
+        let rootf = open_in(root, "")?;
+        glob_walk(rootf.as_raw_fd(), "", &rel, &excluded, &mut out)?;
+        return Ok(out);
+    }
+    let missing = || {
+        EngineError::InvalidArgument(format!(
+            "{keyword} failed: file not found in build context or excluded by .dockerignore: stat {src}: file does not exist"
+        ))
+    };
+    if excluded(&rel) {
+        return Err(missing());
+    }
+    match berth_store::safepath::open_in_root(root, Path::new(&rel)) {
+        Ok(_) => Ok(vec![rel]),
+        Err(_) => Err(missing()),
+    }
+}
+
+fn glob_walk(
+    dir: RawFd,
+    prefix: &str,
+    pattern: &str,
+    excluded: &dyn Fn(&str) -> bool,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    for name in list_dir(dir).map_err(|e| ioe("read source dir", e))? {
+        let n = String::from_utf8_lossy(name.to_bytes()).to_string();
+        let rel = if prefix.is_empty() {
+            n
+        } else {
+            format!("{prefix}/{n}")
+        };
+        if excluded(&rel) {
+            continue;
+        }
+        if crate::images::glob_match(pattern, &rel) {
+            out.push(rel);
+            continue;
+        }
+        let st = lstat_at(dir, &name).map_err(|e| ioe(&rel, e))?;
+        if kind(&st) == libc::S_IFDIR {
+            // Only descend where the pattern can still match (as many components left).
+            if pattern.matches('/').count() > rel.matches('/').count() {
+                let sub = sys_openat(
+                    dir,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )
+                .map_err(|e| ioe(&rel, e))?;
+                glob_walk(sub.as_raw_fd(), &rel, pattern, excluded, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Open `rel` inside `root` (symlinks resolved inside it).
+fn open_in(root: &Path, rel: &str) -> Result<File> {
+    let p = if rel.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{rel}")
+    };
+    Ok(berth_store::safepath::open_in_root(root, Path::new(&p))?)
+}
+
+/// Whether `.dockerignore` hides an entry met in a walk (an excluded directory is still walked
+/// when an exception may re-include something below it).
+fn skip(ctx: Option<&Context>, rel: &str, st: &libc::stat) -> bool {
+    match ctx {
+        Some(c) if c.excluded(rel) => !(kind(st) == libc::S_IFDIR && c.must_descend(rel)),
+        _ => false,
+    }
+}
+
+// ---- content hashing with a stat cache ----
+
+/// A file's stat key and content digest.
+type CachedDigest = ([i64; 7], [u8; 32]);
+
+/// File digests by path, valid while (dev, ino, size, mtime, ctime) are unchanged.
+#[derive(Default)]
+pub struct StatCache {
+    map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, CachedDigest>>,
+}
+
+fn stat_key(st: &libc::stat) -> [i64; 7] {
+    [
+        st.st_dev as i64,
+        st.st_ino as i64,
+        st.st_size,
+        st.st_mtime,
+        st.st_mtime_nsec,
+        st.st_ctime,
+        st.st_ctime_nsec,
+    ]
+}
+
+impl StatCache {
+    fn file_digest(&self, path_key: Option<&[u8]>, f: &File, st: &libc::stat) -> Result<[u8; 32]> {
+        let k = stat_key(st);
+        if let Some(p) = path_key {
+            if let Ok(m) = self.map.lock() {
+                if let Some((sk, d)) = m.get(p) {
+                    if *sk == k {
+                        return Ok(*d);
+                    }
+                }
+            }
+        }
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut r = f;
+        loop {
+            let n = r.read(&mut buf).map_err(|e| ioe("read source", e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let d: [u8; 32] = h.finalize().into();
+        if let Some(p) = path_key {
+            if let Ok(mut m) = self.map.lock() {
+                if m.len() > 1_000_000 {
+                    m.clear();
+                }
+                m.insert(p.to_vec(), (k, d));
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// What a hash covers of one entry: its path below the item, type, permission bits, owner,
+/// size, and its content digest or link target. Not mtimes.
+fn hash_entry(h: &mut Sha256, rel: &[u8], st: &libc::stat, extra: &[u8]) {
+    h.update(rel);
+    h.update([0]);
+    h.update(
+        format!(
+            "{:o} {} {} {}",
+            st.st_mode,
+            st.st_uid,
+            st.st_gid,
+            if kind(st) == libc::S_IFREG {
+                st.st_size
+            } else {
+                0
+            }
+        )
+        .as_bytes(),
+    );
+    h.update([0]);
+    h.update(extra);
+    h.update([0]);
+}
+
+/// The content hash of the sources of one COPY/ADD (Docker's `file:`/`dir:`/`multi:` form).
+/// `cacheable`: the roots are stable paths (a context dir read in place), so the stat cache
+/// applies.
+pub fn hash_items(
+    items: &[Item],
+    cache: &StatCache,
+    cacheable: bool,
+    ctx: Option<&Context>,
+) -> Result<String> {
+    let mut outer = Sha256::new();
+    let mut single_kind = "file";
+    for it in items {
+        let mut h = Sha256::new();
+        match it {
+            Item::Data {
+                name, data, mode, ..
+            } => {
+                h.update(name.as_bytes());
+                h.update(format!("{mode:o}").as_bytes());
+                h.update(Sha256::digest(data));
+            }
+            Item::Path { root, rel } => {
+                let f = open_in(root, rel)?;
+                let st = fstat(f.as_raw_fd()).map_err(|e| ioe(rel, e))?;
+                if kind(&st) == libc::S_IFDIR {
+                    single_kind = "dir";
+                    let base = root.join(rel);
+                    hash_dir(
+                        &mut h,
+                        f.as_raw_fd(),
+                        b"",
+                        rel,
+                        &base,
+                        cache,
+                        cacheable,
+                        ctx,
+                    )?;
+                } else {
+                    let key = cacheable.then(|| root.join(rel).into_os_string().into_vec());
+                    let d = cache.file_digest(key.as_deref(), &f, &st)?;
+                    hash_entry(&mut h, b"", &st, &d);
+                }
+            }
+        }
+        outer.update(h.finalize());
+    }
+    let hexd = hex::encode(outer.finalize());
+    Ok(if items.len() == 1 {
+        format!("{single_kind}:{hexd}")
+    } else {
+        format!("multi:{hexd}")
+    })
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+#[allow(clippy::too_many_arguments)]
+fn hash_dir(
+    h: &mut Sha256,
+    dir: RawFd,
+    below: &[u8],
+    ctx_rel: &str,
+    base: &Path,
+    cache: &StatCache,
+    cacheable: bool,
+    ctx: Option<&Context>,
+) -> Result<()> {
+    for name in list_dir(dir).map_err(|e| ioe(base.display(), e))? {
+        let nb = name.to_bytes();
+        let crel = if ctx_rel.is_empty() {
+            String::from_utf8_lossy(nb).to_string()
+        } else {
+            format!("{ctx_rel}/{}", String::from_utf8_lossy(nb))
+        };
+        let mut rel = below.to_vec();
+        rel.push(b'/');
+        rel.extend_from_slice(nb);
+        let st = lstat_at(dir, &name).map_err(|e| ioe(&crel, e))?;
+        if skip(ctx, &crel, &st) {
+            continue;
+        }
+        match kind(&st) {
+            libc::S_IFDIR => {
+                hash_entry(h, &rel, &st, b"");
+                let sub = sys_openat(
+                    dir,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )
+                .map_err(|e| ioe(&crel, e))?;
+                hash_dir(h, sub.as_raw_fd(), &rel, &crel, base, cache, cacheable, ctx)?;
+            }
+            libc::S_IFREG => {
+                let f = File::from(
+                    sys_openat(dir, &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                        .map_err(|e| ioe(&crel, e))?,
+                );
+                let key = cacheable.then(|| {
+                    let mut k = base.as_os_str().as_bytes().to_vec();
+                    k.extend_from_slice(&rel);
+                    k
+                });
+                let d = cache.file_digest(key.as_deref(), &f, &st)?;
+                hash_entry(h, &rel, &st, &d);
+            }
+            libc::S_IFLNK => {
+                let t = readlink_at(dir, &name).map_err(|e| ioe(&crel, e))?;
+                hash_entry(h, &rel, &st, &t);
+            }
+            _ => hash_entry(h, &rel, &st, b""),
+        }
+    }
+    Ok(())
+}
+
+// ---- writing ----
+
+/// How files are written.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOpts {
+    /// Owner of everything written; None keeps the source's (COPY --from without --chown).
+    pub owner: Option<(u32, u32)>,
+    /// `--chmod`: the permission bits of everything written.
+    pub chmod: Option<u32>,
+    /// ADD: local tar archives (plain, gzip, zstd) are extracted.
+    pub extract_archives: bool,
+    /// Which context the items come from (for .dockerignore below directories).
+    pub ignore_ctx: bool,
+}
+
+fn set_meta_fd(fd: RawFd, st: &libc::stat, o: &CopyOpts) -> io::Result<()> {
+    let (uid, gid) = o.owner.unwrap_or((st.st_uid, st.st_gid));
+    // SAFETY: valid fd.
+    if unsafe { libc::fchown(fd, uid, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mode = o.chmod.unwrap_or(st.st_mode & 0o7777);
+    // SAFETY: valid fd; chmod after chown (chown clears setuid bits).
+    if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ts = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    // SAFETY: valid fd and two timespecs.
+    if unsafe { libc::futimens(fd, ts.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Remove `name` in `dir` unless it is a directory; Err if it is one and `dir_ok` is false.
+fn clear_for(dir: RawFd, name: &CStr, want_dir: bool) -> Result<bool> {
+    match lstat_at(dir, name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(ioe(name.to_string_lossy(), e)),
+        Ok(st) if kind(&st) == libc::S_IFDIR => {
+            if want_dir {
+                Ok(true)
+            } else {
+                Err(EngineError::InvalidArgument(format!(
+                    "cannot overwrite directory {:?} with non-directory",
+                    name.to_string_lossy()
+                )))
+            }
+        }
+        Ok(_) => {
+            // SAFETY: valid fd and C string.
+            if unsafe { libc::unlinkat(dir, name.as_ptr(), 0) } != 0 {
+                return Err(ioe(name.to_string_lossy(), io::Error::last_os_error()));
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn copy_data(src: &mut File, dst: &mut File) -> io::Result<()> {
+    // copy_file_range where the kernel can, else a read/write loop (std picks).
+    io::copy(src, dst).map(|_| ())
+}
+
+fn write_file_at(
+    dir: RawFd,
+    name: &CStr,
+    src: &mut File,
+    st: &libc::stat,
+    o: &CopyOpts,
+) -> Result<()> {
+    clear_for(dir, name, false)?;
+    let fd = sys_openat(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        0o600,
+    )
+    .map_err(|e| ioe(name.to_string_lossy(), e))?;
+    let mut dst = File::from(fd);
+    copy_data(src, &mut dst).map_err(|e| ioe(name.to_string_lossy(), e))?;
+    set_meta_fd(dst.as_raw_fd(), st, o).map_err(|e| ioe(name.to_string_lossy(), e))
+}
+
+/// Create (or reuse) directory `name` in `dir`; returns its descriptor.
+fn ensure_dir_at(dir: RawFd, name: &CStr) -> Result<OwnedFd> {
+    if !clear_for(dir, name, true)? {
+        // SAFETY: valid fd and C string.
+        if unsafe { libc::mkdirat(dir, name.as_ptr(), 0o755) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(ioe(name.to_string_lossy(), e));
+            }
+        }
+    }
+    sys_openat(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(|e| ioe(name.to_string_lossy(), e))
+}
+
+/// Copy the entries of directory `src` into directory `dst` (recursively, links as links).
+fn copy_dir_contents(
+    src: RawFd,
+    dst: RawFd,
+    ctx_rel: &str,
+    ctx: Option<&Context>,
+    o: &CopyOpts,
+) -> Result<()> {
+    for name in list_dir(src).map_err(|e| ioe(ctx_rel, e))? {
+        let crel = if ctx_rel.is_empty() {
+            String::from_utf8_lossy(name.to_bytes()).to_string()
+        } else {
+            format!("{ctx_rel}/{}", String::from_utf8_lossy(name.to_bytes()))
+        };
+        let st = lstat_at(src, &name).map_err(|e| ioe(&crel, e))?;
+        if skip(ctx, &crel, &st) {
+            continue;
+        }
+        match kind(&st) {
+            libc::S_IFDIR => {
+                let s = sys_openat(
+                    src,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )
+                .map_err(|e| ioe(&crel, e))?;
+                let d = ensure_dir_at(dst, &name)?;
+                copy_dir_contents(s.as_raw_fd(), d.as_raw_fd(), &crel, ctx, o)?;
+                set_meta_fd(d.as_raw_fd(), &st, o).map_err(|e| ioe(&crel, e))?;
+            }
+            libc::S_IFREG => {
+                let mut s = File::from(
+                    sys_openat(src, &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                        .map_err(|e| ioe(&crel, e))?,
+                );
+                write_file_at(dst, &name, &mut s, &st, o)?;
+            }
+            libc::S_IFLNK => {
+                let target = readlink_at(src, &name).map_err(|e| ioe(&crel, e))?;
+                clear_for(dst, &name, false)?;
+                let t = cstr(&target)?;
+                // SAFETY: valid C strings and fd.
+                if unsafe { libc::symlinkat(t.as_ptr(), dst, name.as_ptr()) } != 0 {
+                    return Err(ioe(&crel, io::Error::last_os_error()));
+                }
+                let (uid, gid) = o.owner.unwrap_or((st.st_uid, st.st_gid));
+                // SAFETY: valid fd and C string; the link itself, never its target.
+                unsafe { libc::fchownat(dst, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+                let ts = [
+                    libc::timespec {
+                        tv_sec: st.st_atime,
+                        tv_nsec: st.st_atime_nsec,
+                    },
+                    libc::timespec {
+                        tv_sec: st.st_mtime,
+                        tv_nsec: st.st_mtime_nsec,
+                    },
+                ];
+                // SAFETY: as above.
+                unsafe {
+                    libc::utimensat(dst, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+                };
+            }
+            // Devices, fifos and sockets are not copied.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Resolve (creating it) directory `path` inside `rootfs`; its descriptor.
+fn dest_dir(rootfs: &Path, path: &str) -> Result<File> {
+    berth_store::safepath::mkdir_all_in_root(rootfs, Path::new(path), 0o755)?;
+    let f = berth_store::safepath::open_in_root(rootfs, Path::new(path))?;
+    let st = fstat(f.as_raw_fd()).map_err(|e| ioe(path, e))?;
+    if kind(&st) != libc::S_IFDIR {
+        return Err(EngineError::InvalidArgument(format!(
+            "{path} is not a directory"
+        )));
+    }
+    Ok(f)
+}
+
+fn is_dir_in(rootfs: &Path, path: &str) -> bool {
+    berth_store::safepath::open_in_root(rootfs, Path::new(path))
+        .ok()
+        .and_then(|f| fstat(f.as_raw_fd()).ok())
+        .is_some_and(|st| kind(&st) == libc::S_IFDIR)
+}
+
+fn split_dest(dest: &str) -> (String, String) {
+    let t = dest.trim_end_matches('/');
+    match t.rsplit_once('/') {
+        Some((p, n)) => (
+            if p.is_empty() {
+                "/".to_string()
+            } else {
+                p.to_string()
+            },
+            n.to_string(),
+        ),
+        None => ("/".to_string(), t.to_string()),
+    }
+}
+
+/// Whether a file starts like a tar archive (plain, gzip or zstd-compressed tar).
+fn looks_like_archive(f: &mut File) -> bool {
+    use std::io::{BufReader, Seek};
+    let is_tar = (|| -> Option<bool> {
+        let r = BufReader::new(&mut *f);
+        let mut plain = berth_store::compress::decompressed(r).ok()?;
+        let mut hdr = [0u8; 512];
+        plain.read_exact(&mut hdr).ok()?;
+        Some(&hdr[257..262] == b"ustar")
+    })()
+    .unwrap_or(false);
+    let _ = f.seek(io::SeekFrom::Start(0));
+    is_tar
+}
+
+/// Write `items` at `dest` (absolute, cleaned, a trailing `/` kept) inside the mounted `rootfs`,
+/// with Docker's rules: a directory's contents go into dest; a file goes into dest when dest
+/// ends in `/` or is an existing directory (or there are several items), else becomes dest.
+pub fn copy_into(
+    rootfs: &Path,
+    dest: &str,
+    items: &[Item],
+    ctx: Option<&Context>,
+    o: &CopyOpts,
+) -> Result<()> {
+    let dest_is_dir = dest.ends_with('/') || items.len() > 1 || is_dir_in(rootfs, dest);
+    for it in items {
+        match it {
+            Item::Data {
+                name,
+                data,
+                mode,
+                mtime,
+            } => {
+                let (dir, fname) = if dest_is_dir {
+                    (dest.to_string(), name.clone())
+                } else {
+                    split_dest(dest)
+                };
+                let d = dest_dir(rootfs, &dir)?;
+                let n = cstr(fname.as_bytes())?;
+                clear_for(d.as_raw_fd(), &n, false)?;
+                let fd = sys_openat(
+                    d.as_raw_fd(),
+                    &n,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    0o600,
+                )
+                .map_err(|e| ioe(&fname, e))?;
+                let mut f = File::from(fd);
+                f.write_all(data).map_err(|e| ioe(&fname, e))?;
+                // SAFETY: zeroed stat is a valid value; we fill the fields used.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                st.st_mode = *mode;
+                st.st_mtime = *mtime;
+                st.st_atime = *mtime;
+                set_meta_fd(
+                    f.as_raw_fd(),
+                    &st,
+                    &CopyOpts {
+                        owner: Some(o.owner.unwrap_or((0, 0))),
+                        ..o.clone()
+                    },
+                )
+                .map_err(|e| ioe(&fname, e))?;
+            }
+            Item::Path { root, rel } => {
+                let mut src = open_in(root, rel)?;
+                let st = fstat(src.as_raw_fd()).map_err(|e| ioe(rel, e))?;
+                let ictx = if o.ignore_ctx { ctx } else { None };
+                if kind(&st) == libc::S_IFDIR {
+                    let d = dest_dir(rootfs, dest)?;
+                    copy_dir_contents(src.as_raw_fd(), d.as_raw_fd(), rel, ictx, o)?;
+                } else if kind(&st) == libc::S_IFREG {
+                    if o.extract_archives && looks_like_archive(&mut src) {
+                        let d = dest_dir(rootfs, dest)?;
+                        let plain = berth_store::compress::decompressed(io::BufReader::new(src))?;
+                        let mut plain = plain;
+                        let uo = berth_store::unpack::UnpackOptions {
+                            reset_owner: false,
+                            refuse_whiteouts: true,
+                            no_overwrite_dir_non_dir: false,
+                            xattrs: false,
+                        };
+                        berth_store::unpack::unpack_into(
+                            &mut plain,
+                            std::os::fd::AsFd::as_fd(&d),
+                            uo,
+                        )?;
+                        continue;
+                    }
+                    let base = rel.rsplit('/').next().unwrap_or(rel).to_string();
+                    let (dir, fname) = if dest_is_dir {
+                        (dest.to_string(), base)
+                    } else {
+                        split_dest(dest)
+                    };
+                    let d = dest_dir(rootfs, &dir)?;
+                    write_file_at(d.as_raw_fd(), &cstr(fname.as_bytes())?, &mut src, &st, o)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- the overlay a step writes into ----
+
+/// An overlay of `layers` (bottom first) + a fresh upper, mounted under `dir`.
+pub struct StepRoot {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl StepRoot {
+    pub fn mount(images: &ImageService, layers: &[LayerRef], dir: &Path) -> Result<StepRoot> {
+        let lowers = layers
+            .iter()
+            .map(|l| images.layers.dir(&l.chain_id))
+            .collect();
+        Self::mount_dirs(images, lowers, dir)
+    }
+
+    /// An overlay of directories (bottom first) and a fresh upper.
+    pub fn mount_dirs(
+        _images: &ImageService,
+        lowers: Vec<PathBuf>,
+        dir: &Path,
+    ) -> Result<StepRoot> {
+        for sub in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut lowers: Vec<PathBuf> = lowers.into_iter().rev().collect();
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty)?;
+            lowers.push(empty);
+        }
+        berth_store::overlay::mount(
+            &lowers,
+            &dir.join("upper"),
+            &dir.join("work"),
+            &dir.join("rootfs"),
+        )?;
+        Ok(StepRoot {
+            dir: dir.to_path_buf(),
+            mounted: true,
+        })
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    pub fn unmount(&mut self) -> Result<()> {
+        if self.mounted {
+            berth_store::overlay::unmount(&self.rootfs())?;
+            self.mounted = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StepRoot {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = berth_store::overlay::unmount(&self.rootfs());
+        }
+        if !self.mounted {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Mount the parent, let `f` write into its root, commit the upper dir as a layer (None when
+/// nothing changed).
+pub fn write_step(
+    images: &ImageService,
+    layers: &[LayerRef],
+    dir: &Path,
+    f: impl FnOnce(&Path) -> Result<()>,
+) -> Result<Option<LayerRef>> {
+    let mut root = StepRoot::mount(images, layers, dir)?;
+    f(&root.rootfs())?;
+    root.unmount()?;
+    let parent = layers.last().map(|l| l.chain_id.clone());
+    crate::layerdiff::commit_upper(images, parent.as_ref(), &root.upper())
+}
+
+/// Parse `--chown=user[:group]` against the image's /etc/passwd and /etc/group (names) or as
+/// numbers; a missing group means the user's uid as gid (Docker's rule).
+pub fn parse_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let read = |p: &str| {
+        berth_store::safepath::read_in_root(rootfs, Path::new(p))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+    };
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => {
+            let pw = read("/etc/passwd").unwrap_or_default();
+            berth_runtime::user::parse_passwd(&pw)
+                .into_iter()
+                .find(|e| e.name == u)
+                .map(|e| e.uid)
+                .ok_or_else(|| EngineError::InvalidArgument(format!("unable to convert uid/gid chown string to host mapping: can't find uid for user {u}: no such user: {u}")))?
+        }
+    };
+    let gid = match g {
+        None => uid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let gr = read("/etc/group").unwrap_or_default();
+                berth_runtime::user::parse_group(&gr)
+                    .into_iter()
+                    .find(|e| e.name == g)
+                    .map(|e| e.gid)
+                    .ok_or_else(|| EngineError::InvalidArgument(format!("unable to convert uid/gid chown string to host mapping: can't find gid for group {g}: no such group: {g}")))?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    #[test]
+    fn copy_rules_and_links_stay_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        let root = d.path().join("root");
+        std::fs::create_dir_all(src.join("dir/sub")).unwrap();
+        std::fs::create_dir_all(root.join("app")).unwrap();
+        std::fs::write(src.join("a.txt"), "A").unwrap();
+        std::fs::write(src.join("dir/sub/b"), "B").unwrap();
+        symlink("/etc/passwd", src.join("dir/link")).unwrap();
+        // An image symlink pointing out of the root: writes through it stay inside.
+        symlink("/tmp", root.join("out")).unwrap();
+        std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        let item = |rel: &str| Item::Path {
+            root: src.clone(),
+            rel: rel.to_string(),
+        };
+        let o = CopyOpts {
+            owner: Some((0, 0)),
+            ..Default::default()
+        };
+        copy_into(&root, "/app", &[item("a.txt")], None, &o).unwrap();
+        assert_eq!(std::fs::read(root.join("app/a.txt")).unwrap(), b"A");
+        copy_into(&root, "/new/file", &[item("a.txt")], None, &o).unwrap();
+        assert_eq!(std::fs::read(root.join("new/file")).unwrap(), b"A");
+        assert_eq!(
+            std::fs::metadata(root.join("new/file"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+        copy_into(&root, "/d/", &[item("dir")], None, &o).unwrap();
+        assert_eq!(std::fs::read(root.join("d/sub/b")).unwrap(), b"B");
+        assert_eq!(
+            std::fs::read_link(root.join("d/link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        let marker = format!("berth-copy-test-{}", std::process::id());
+        copy_into(&root, &format!("/out/{marker}"), &[item("a.txt")], None, &o).unwrap();
+        assert!(!Path::new("/tmp").join(&marker).exists());
+        assert!(root.join("tmp").join(&marker).exists());
+        // Several sources need a directory.
+        copy_into(&root, "/m/", &[item("a.txt"), item("dir/sub/b")], None, &o).unwrap();
+        assert!(root.join("m/b").exists());
+        // Globs and hashes.
+        let g = expand_source(&src, None, "*.txt", "COPY").unwrap();
+        assert_eq!(g, vec!["a.txt"]);
+        assert!(expand_source(&src, None, "nope", "COPY").is_err());
+        assert!(expand_source(&src, None, "../x", "COPY").is_err());
+        let cache = StatCache::default();
+        let h1 = hash_items(&[item("dir")], &cache, true, None).unwrap();
+        assert!(h1.starts_with("dir:"));
+        assert_eq!(h1, hash_items(&[item("dir")], &cache, true, None).unwrap());
+        std::fs::write(src.join("dir/sub/b"), "C").unwrap();
+        assert_ne!(h1, hash_items(&[item("dir")], &cache, true, None).unwrap());
+    }
+}
