@@ -118,6 +118,7 @@ async fn post_dispatch(
     State(e): State<AppState>,
     Path(rest): Path<String>,
     AxQuery(q): AxQuery<Query>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").cloned().unwrap_or_default();
@@ -132,11 +133,8 @@ async fn post_dispatch(
         blocking(move || images.tag(&name, &repo, tag.as_deref())).await?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "push is not supported by this engine yet".into(),
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return crate::push::push_image(e, name, &q, &headers).await;
     }
     Err(ApiError(
         StatusCode::NOT_FOUND,

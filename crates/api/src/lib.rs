@@ -16,6 +16,7 @@ mod exec;
 mod files;
 mod hijack;
 mod images;
+mod push;
 mod query;
 mod system;
 pub mod version;
@@ -42,6 +43,7 @@ pub fn router(engine: AppState) -> Router {
         .merge(files::routes())
         .merge(volumes::routes())
         .merge(exec::routes())
+        .merge(push::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(version::check))
         .with_state(engine)

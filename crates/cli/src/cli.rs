@@ -109,6 +109,12 @@ pub enum Cmd {
     Stats(crate::commands::stats::StatsArgs),
     /// Update configuration of one or more containers
     Update(crate::commands::stats::UpdateArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::push::PushArgs),
+    /// Authenticate to a registry
+    Login(crate::commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(crate::commands::login::LogoutArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +130,7 @@ pub enum ImageCmd {
     Import(ImportArgs),
     Load(LoadArgs),
     Save(SaveArgs),
+    Push(crate::commands::push::PushArgs),
 }
 
 #[derive(Subcommand, Debug)]

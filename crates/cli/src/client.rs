@@ -157,6 +157,19 @@ impl Client {
         content_type: Option<&str>,
         body: ReqBody,
     ) -> Result<Response<Incoming>> {
+        self.request_with_headers(method, path_and_query, content_type, &[], body)
+            .await
+    }
+
+    /// [`request`](Self::request) with extra headers (e.g. `X-Registry-Auth`).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        headers: &[(String, String)],
+        body: ReqBody,
+    ) -> Result<Response<Incoming>> {
         let stream = self.connect().await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -173,6 +186,9 @@ impl Client {
             );
         if let Some(ct) = content_type {
             builder = builder.header("Content-Type", ct);
+        }
+        for (k, v) in headers {
+            builder = builder.header(k.as_str(), v.as_str());
         }
         let req = builder
             .body(body)

@@ -152,6 +152,7 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
             ImageCmd::Import(a) => im::import(c, a).await,
             ImageCmd::Load(a) => im::load(c, a).await,
             ImageCmd::Save(a) => im::save(c, a).await,
+            ImageCmd::Push(a) => commands::push::push(c, a).await,
         },
         Cmd::Volume { cmd } => crate::commands::volumes::run(c, cmd).await,
         Cmd::Run(a) => rn::run(c, a).await,
@@ -176,6 +177,9 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
         Cmd::Export(a) => commands::files::export(c, a).await,
         Cmd::Stats(a) => commands::stats::stats(c, a).await,
         Cmd::Update(a) => commands::stats::update(c, a).await,
+        Cmd::Push(a) => commands::push::push(c, a).await,
+        Cmd::Login(a) => commands::login::login(c, a).await,
+        Cmd::Logout(a) => commands::login::logout(c, a).await,
         Cmd::Container { cmd } => match cmd {
             ContainerCmd::Ls(a) => ct::ps(c, a).await,
             ContainerCmd::Run(a) => rn::run(c, a).await,

@@ -4,6 +4,8 @@ pub mod containers;
 pub mod exec;
 pub mod files;
 pub mod images;
+pub mod login;
+pub mod push;
 pub mod run;
 pub mod stats;
 pub mod system;

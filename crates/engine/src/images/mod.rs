@@ -713,6 +713,8 @@ impl ImageService {
     }
 }
 
+pub mod login;
+pub mod push;
 pub mod pull;
 pub mod registries;
 mod remove;

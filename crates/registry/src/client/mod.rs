@@ -22,6 +22,7 @@ pub mod auth;
 pub mod base64;
 pub mod blob;
 pub mod manifest;
+pub mod push;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

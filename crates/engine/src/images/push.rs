@@ -1,0 +1,663 @@
+//! `docker push`: a local image (by `name[:tag]`, or every tag of a repository) to its registry.
+//!
+//! Per tag: each layer's compressed blob is made ready (layers stored uncompressed, as `import`
+//! and `load` leave them, are gzip-compressed once and the image records then point at the gzip
+//! blob, so a second push is cheap and gives the same digests); the registry is asked whether it
+//! has the blob (HEAD → "Layer already exists"), else to mount it from another repository of the
+//! same registry known to hold it (→ "Mounted from ..."), else it is uploaded in chunks
+//! ("Pushing" with progress, then "Pushed"). Then the config blob, then the manifest by tag
+//! (Docker schema 2 media types, or OCI for images whose layers came as OCI), and the image's
+//! RepoDigest is recorded.
+//!
+//! Blob sources (which repositories of which registry hold a blob) are remembered in the table
+//! [`BLOB_SOURCES_TABLE`]; pushes fill it, and the pull can through [`record_blob_source`].
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use berth_registry::client::push::{Mount, DEFAULT_CHUNK};
+use berth_registry::client::{Credentials, RegistryClient, RegistryError, RegistryOptions};
+use berth_store::meta::Batch;
+use berth_store::Digest;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::Sender;
+
+use super::registries;
+use super::{ImageRecord, ImageService, IMAGES_TABLE, TAGS_TABLE};
+use crate::reference::Reference;
+use crate::{EngineError, Result};
+
+/// Blob digest hex → `["<registry>/<repository>", ...]` that are known to hold it.
+pub const BLOB_SOURCES_TABLE: &str = "blob_sources";
+/// How many sources are remembered per blob.
+const MAX_SOURCES: usize = 8;
+/// Layers uploaded at the same time (Docker's max-concurrent-uploads is 5).
+const CONCURRENT_UPLOADS: usize = 4;
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// Where progress messages (Docker's JSON-lines objects) go. A closed receiver (the client went
+/// away) cancels the push.
+pub type Progress = Sender<Value>;
+
+/// A validated push request.
+#[derive(Debug, Clone)]
+pub struct PushPlan {
+    reference: Reference,
+    /// Familiar `name:tag` to push; empty means every tag of the repository.
+    tag: Option<String>,
+    credentials: Credentials,
+    options: RegistryOptions,
+}
+
+/// Check a push request before anything is streamed (a bad name is a 400). `name` is the
+/// image path parameter (a tag in it is used when `tag` is empty), `tag` the query parameter.
+pub fn plan(
+    name: &str,
+    tag: Option<&str>,
+    credentials: Credentials,
+    options: RegistryOptions,
+) -> Result<PushPlan> {
+    let mut r = Reference::parse(name)?;
+    if r.digest.is_some() {
+        return Err(EngineError::InvalidArgument(
+            "cannot push a digest reference".to_string(),
+        ));
+    }
+    if let Some(t) = tag.filter(|t| !t.is_empty()) {
+        let checked = Reference::parse(&format!("{}:{t}", r.familiar_name()))?;
+        r.tag = checked.tag;
+    }
+    let tag = r.tag.clone();
+    Ok(PushPlan {
+        reference: r,
+        tag,
+        credentials,
+        options,
+    })
+}
+
+async fn send(tx: &Progress, v: Value) -> Result<()> {
+    tx.send(v)
+        .await
+        .map_err(|_| EngineError::Internal("push cancelled: the client went away".into()))
+}
+
+fn status(s: impl Into<String>) -> Value {
+    json!({"status": s.into()})
+}
+
+fn layer_status(id: &str, s: &str) -> Value {
+    json!({"status": s, "progressDetail": {}, "id": id})
+}
+
+/// Docker's `progress` text: `[=====>     ]  1.2MB/5.6MB`.
+fn progress_bar(current: u64, total: u64) -> String {
+    let width = 50u64;
+    let filled = (current.min(total) * width).checked_div(total).unwrap_or(0);
+    let mut bar = "=".repeat(filled as usize);
+    if filled < width {
+        bar.push('>');
+        bar.push_str(&" ".repeat((width - filled - 1) as usize));
+    }
+    format!("[{bar}] {:>8}/{}", human(current), human(total))
+}
+
+/// Decimal units, as Docker's progress (`units.HumanSize`).
+fn human(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .chars()
+            .take(5)
+            .collect::<String>()
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
+    }
+}
+
+fn registry_error(e: RegistryError, creds: &Credentials) -> EngineError {
+    if e.is_denied() && matches!(creds, Credentials::Anonymous) {
+        if let RegistryError::Unauthorized(_) = &e {
+            return EngineError::Forbidden("no basic auth credentials".to_string());
+        }
+    }
+    match e {
+        RegistryError::Http { status: 404, .. } => EngineError::NotFound(e.to_string()),
+        e if e.is_denied() => EngineError::Forbidden(e.to_string()),
+        e => EngineError::Internal(e.to_string()),
+    }
+}
+
+/// One layer as pushed: its blob, the blob's size and media type in the manifest.
+#[derive(Debug, Clone)]
+struct PushBlob {
+    digest: Digest,
+    size: u64,
+    media_type: String,
+}
+
+#[derive(Serialize)]
+struct DockerDescriptor<'a> {
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    size: u64,
+    digest: String,
+}
+
+#[derive(Serialize)]
+struct OciDescriptor<'a> {
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    digest: String,
+    size: u64,
+}
+
+#[derive(Serialize)]
+struct Manifest<D> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'static str,
+    config: D,
+    layers: Vec<D>,
+}
+
+/// Go's `json.MarshalIndent(v, "", "   ")`, as Docker writes schema 2 manifests.
+fn indented<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    v.serialize(&mut ser)
+        .map_err(|e| EngineError::Internal(format!("manifest: {e}")))?;
+    Ok(out)
+}
+
+/// Whether an image is pushed with OCI media types: when every layer came as an OCI
+/// compressed layer (or any is zstd, which schema 2 cannot carry). Images imported, loaded,
+/// or pulled as Docker go as Docker schema 2, as the classic Docker engine pushes them.
+fn is_oci(rec: &ImageRecord) -> bool {
+    let any_zstd = rec.layers.iter().any(|l| l.media_type.ends_with("+zstd"));
+    let all_oci = !rec.layers.is_empty()
+        && rec
+            .layers
+            .iter()
+            .all(|l| l.media_type == OCI_LAYER_GZIP || l.media_type == OCI_LAYER_ZSTD);
+    any_zstd || all_oci
+}
+
+/// The manifest of `rec` (bytes, media type).
+fn build_manifest(
+    rec: &ImageRecord,
+    config_size: u64,
+    blobs: &[PushBlob],
+    oci: bool,
+) -> Result<(Vec<u8>, &'static str)> {
+    if oci {
+        let m = Manifest {
+            schema_version: 2,
+            media_type: OCI_MANIFEST,
+            config: OciDescriptor {
+                media_type: OCI_CONFIG,
+                digest: rec.id.to_string(),
+                size: config_size,
+            },
+            layers: blobs
+                .iter()
+                .map(|b| OciDescriptor {
+                    media_type: if b.media_type.ends_with("zstd") {
+                        OCI_LAYER_ZSTD
+                    } else {
+                        OCI_LAYER_GZIP
+                    },
+                    digest: b.digest.to_string(),
+                    size: b.size,
+                })
+                .collect(),
+        };
+        return Ok((indented(&m)?, OCI_MANIFEST));
+    }
+    let m = Manifest {
+        schema_version: 2,
+        media_type: DOCKER_MANIFEST,
+        config: DockerDescriptor {
+            media_type: DOCKER_CONFIG,
+            size: config_size,
+            digest: rec.id.to_string(),
+        },
+        layers: blobs
+            .iter()
+            .map(|b| DockerDescriptor {
+                media_type: DOCKER_LAYER_GZIP,
+                size: b.size,
+                digest: b.digest.to_string(),
+            })
+            .collect(),
+    };
+    Ok((indented(&m)?, DOCKER_MANIFEST))
+}
+
+/// Remember that `repository` of `registry` holds `digest` (for later cross-repository mounts).
+pub fn record_blob_source(
+    images: &ImageService,
+    digest: &Digest,
+    registry: &str,
+    repository: &str,
+) -> Result<()> {
+    let entry = format!("{registry}/{repository}");
+    let _g = super::write_lock();
+    let mut v: Vec<String> = images
+        .db
+        .get(BLOB_SOURCES_TABLE, digest.hex())?
+        .unwrap_or_default();
+    if v.first() == Some(&entry) {
+        return Ok(());
+    }
+    v.retain(|x| x != &entry);
+    v.insert(0, entry);
+    v.truncate(MAX_SOURCES);
+    images.db.put(BLOB_SOURCES_TABLE, digest.hex(), &v)?;
+    Ok(())
+}
+
+/// Repositories of `registry` other than `repository` known to hold `digest`.
+fn mount_candidates(
+    images: &ImageService,
+    digest: &Digest,
+    registry: &str,
+    repository: &str,
+) -> Vec<String> {
+    let v: Vec<String> = images
+        .db
+        .get(BLOB_SOURCES_TABLE, digest.hex())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let prefix = format!("{registry}/");
+    v.into_iter()
+        .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+        .filter(|r| r != repository)
+        .collect()
+}
+
+/// Diff ids being compressed right now (so two pushes of one layer compress it once).
+static COMPRESSING: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+static COMPRESSED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Holds a diff id in [`COMPRESSING`] until dropped.
+struct CompressGuard(String);
+
+impl CompressGuard {
+    fn acquire(key: &str) -> CompressGuard {
+        let mut set = COMPRESSING.lock().unwrap_or_else(|e| e.into_inner());
+        while set.contains(key) {
+            set = COMPRESSED.wait(set).unwrap_or_else(|e| e.into_inner());
+        }
+        set.insert(key.to_string());
+        CompressGuard(key.to_string())
+    }
+}
+
+impl Drop for CompressGuard {
+    fn drop(&mut self) {
+        let mut set = COMPRESSING.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.0);
+        COMPRESSED.notify_all();
+    }
+}
+
+/// The compressed blob of layer `idx` of `rec`: the stored one when it is compressed, else a
+/// gzip of the stored tar, made once (then every image record using the tar points at the
+/// gzip). Blocking.
+fn compressed_blob(images: &ImageService, rec: &ImageRecord, idx: usize) -> Result<PushBlob> {
+    let wanted = &rec.layers[idx];
+    let _guard = CompressGuard::acquire(wanted.diff_id.hex());
+    // The current record: another push may have compressed the layer since `rec` was read.
+    let l = images
+        .get_raw(&rec.id)?
+        .and_then(|c| c.layers.into_iter().find(|c| c.diff_id == wanted.diff_id))
+        .unwrap_or_else(|| wanted.clone());
+    let Some(blob) = &l.blob else {
+        return Err(EngineError::Internal(format!(
+            "layer {} has no stored blob to push",
+            l.diff_id
+        )));
+    };
+    let mut f = BufReader::with_capacity(256 << 10, images.content.open_blob(blob)?);
+    let comp = berth_store::compress::detect(&mut f)?;
+    if comp != berth_store::compress::Compression::None {
+        let size = images.content.size(blob)?;
+        return Ok(PushBlob {
+            digest: blob.clone(),
+            size,
+            media_type: l.media_type.clone(),
+        });
+    }
+    let enc = flate2::read::GzEncoder::new(f, flate2::Compression::fast());
+    let mut enc: Box<dyn Read> = Box::new(enc);
+    let (gz, size) = images.content.ingest(&mut enc, None)?;
+    swap_blob(images, blob, &gz)?;
+    Ok(PushBlob {
+        digest: gz,
+        size,
+        media_type: DOCKER_LAYER_GZIP.to_string(),
+    })
+}
+
+/// Point every layer stored as `old` (an uncompressed tar) at `new` (its gzip), then drop `old`.
+fn swap_blob(images: &ImageService, old: &Digest, new: &Digest) -> Result<()> {
+    let _g = super::write_lock();
+    let mut b = Batch::default();
+    let mut changed = false;
+    for (key, mut r) in images.db.list::<ImageRecord>(IMAGES_TABLE)? {
+        let mut touched = false;
+        for l in r.layers.iter_mut() {
+            if l.blob.as_ref() == Some(old) {
+                l.blob = Some(new.clone());
+                l.media_type = DOCKER_LAYER_GZIP.to_string();
+                touched = true;
+            }
+        }
+        if touched {
+            b.put(IMAGES_TABLE, &key, &r)?;
+            changed = true;
+        }
+    }
+    if changed {
+        images.db.write(b)?;
+        images.content.delete(old)?;
+    }
+    Ok(())
+}
+
+/// Familiar `name:tag` strings of the repository `r`, sorted.
+fn tags_of_repository(images: &ImageService, r: &Reference) -> Result<Vec<String>> {
+    let name = r.familiar_name();
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for (tag, _) in images.db.list::<Digest>(TAGS_TABLE)? {
+        if let Ok(t) = Reference::parse(&tag) {
+            if t.familiar_name() == name && t.tag.is_some() {
+                out.insert(tag);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+struct Ctx {
+    images: Arc<ImageService>,
+    client: RegistryClient,
+    credentials: Credentials,
+    registry: String,
+    repository: String,
+    tx: Progress,
+}
+
+/// Run a planned push, streaming Docker's progress messages to `tx`. The first message is
+/// "The push refers to repository [...]"; errors after it are the caller's to put in-stream.
+pub async fn push(images: Arc<ImageService>, plan: PushPlan, tx: Progress) -> Result<()> {
+    let r = &plan.reference;
+    let target = registries::target(r, &plan.options);
+    send(
+        &tx,
+        status(format!("The push refers to repository [{}]", r.full_name())),
+    )
+    .await?;
+    let tags = match &plan.tag {
+        Some(t) => {
+            let familiar = format!("{}:{t}", r.familiar_name());
+            let all = {
+                let im = images.clone();
+                let r2 = r.clone();
+                blocking(move || tags_of_repository(&im, &r2)).await?
+            };
+            if all.is_empty() {
+                return Err(EngineError::NotFound(format!(
+                    "An image does not exist locally with the tag: {}",
+                    r.familiar_name()
+                )));
+            }
+            if !all.contains(&familiar) {
+                return Err(EngineError::NotFound(format!(
+                    "tag does not exist: {familiar}"
+                )));
+            }
+            vec![familiar]
+        }
+        None => {
+            let im = images.clone();
+            let r2 = r.clone();
+            let all = blocking(move || tags_of_repository(&im, &r2)).await?;
+            if all.is_empty() {
+                return Err(EngineError::NotFound(format!(
+                    "An image does not exist locally with the tag: {}",
+                    r.familiar_name()
+                )));
+            }
+            all
+        }
+    };
+    // Pushes never go to mirrors: the registry itself is the last endpoint.
+    let Some(endpoint) = target.endpoints.last() else {
+        return Err(EngineError::InvalidArgument(format!(
+            "no endpoint for registry {}",
+            target.registry
+        )));
+    };
+    let client = RegistryClient::new(endpoint, plan.credentials.clone())
+        .map_err(|e| registry_error(e, &plan.credentials))?;
+    let ctx = Arc::new(Ctx {
+        images,
+        client,
+        credentials: plan.credentials.clone(),
+        registry: target.registry.clone(),
+        repository: target.repository.clone(),
+        tx,
+    });
+    for t in tags {
+        push_tag(&ctx, &t).await?;
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
+}
+
+async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
+    let im = ctx.images.clone();
+    let name = familiar.to_string();
+    let rec = blocking(move || im.resolve(&name)).await?;
+    let tag = familiar
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .unwrap_or("latest");
+    let oci = is_oci(&rec);
+    // Top-most layer first, as Docker lists them.
+    let order: Vec<usize> = (0..rec.layers.len()).rev().collect();
+    for &i in &order {
+        send(
+            &ctx.tx,
+            layer_status(rec.layers[i].diff_id.short(), "Preparing"),
+        )
+        .await?;
+    }
+    let rec = Arc::new(rec);
+    let results: Vec<Result<(usize, PushBlob)>> = futures_util::stream::iter(order.clone())
+        .map(|i| {
+            let ctx = ctx.clone();
+            let rec = rec.clone();
+            async move { push_layer(&ctx, &rec, i).await.map(|b| (i, b)) }
+        })
+        .buffer_unordered(CONCURRENT_UPLOADS)
+        .collect()
+        .await;
+    let mut blobs: Vec<Option<PushBlob>> = vec![None; rec.layers.len()];
+    for r in results {
+        let (i, b) = r?;
+        blobs[i] = Some(b);
+    }
+    let blobs: Vec<PushBlob> = blobs.into_iter().flatten().collect();
+    // The config.
+    let im = ctx.images.clone();
+    let id = rec.id.clone();
+    let config = Bytes::from(blocking(move || Ok(im.content.read(&id)?)).await?);
+    let creds = &ctx.credentials;
+    let id_s = rec.id.to_string();
+    let have = ctx
+        .client
+        .blob_exists(&ctx.repository, &id_s)
+        .await
+        .map_err(|e| registry_error(e, creds))?;
+    if have.is_none() {
+        ctx.client
+            .push_blob_bytes(&ctx.repository, &id_s, config.clone())
+            .await
+            .map_err(|e| registry_error(e, creds))?;
+    }
+    // The manifest, by tag.
+    let (manifest, media_type) = build_manifest(&rec, config.len() as u64, &blobs, oci)?;
+    let digest = Digest::of(&manifest);
+    let size = manifest.len();
+    ctx.client
+        .put_manifest(
+            &ctx.repository,
+            tag,
+            media_type,
+            Bytes::from(manifest),
+            &digest.to_string(),
+        )
+        .await
+        .map_err(|e| registry_error(e, creds))?;
+    let im = ctx.images.clone();
+    let id = rec.id.clone();
+    let familiar_name = familiar
+        .rsplit_once(':')
+        .map(|(n, _)| n)
+        .unwrap_or(familiar)
+        .to_string();
+    let rd = format!("{familiar_name}@{digest}");
+    let (registry, repository) = (ctx.registry.clone(), ctx.repository.clone());
+    let sources: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+    blocking(move || {
+        im.add_repo_digest(&id, &rd)?;
+        record_blob_source(&im, &id, &registry, &repository)?;
+        for d in &sources {
+            record_blob_source(&im, d, &registry, &repository)?;
+        }
+        Ok(())
+    })
+    .await?;
+    send(
+        &ctx.tx,
+        status(format!("{tag}: digest: {digest} size: {size}")),
+    )
+    .await?;
+    send(
+        &ctx.tx,
+        json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest.to_string(), "Size": size}}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Push one layer: exists, mount, or upload. Returns the blob as it is in the registry.
+async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Result<PushBlob> {
+    let id = rec.layers[idx].diff_id.short().to_string();
+    let creds = &ctx.credentials;
+    let (im, r2) = (ctx.images.clone(), rec.clone());
+    let blob = blocking(move || compressed_blob(&im, &r2, idx)).await?;
+    let d = blob.digest.to_string();
+    if ctx
+        .client
+        .blob_exists(&ctx.repository, &d)
+        .await
+        .map_err(|e| registry_error(e, creds))?
+        .is_some()
+    {
+        send(&ctx.tx, layer_status(&id, "Layer already exists")).await?;
+        return Ok(blob);
+    }
+    let mut session = None;
+    let (im, dg, reg, repo) = (
+        ctx.images.clone(),
+        blob.digest.clone(),
+        ctx.registry.clone(),
+        ctx.repository.clone(),
+    );
+    let candidates = blocking(move || Ok(mount_candidates(&im, &dg, &reg, &repo))).await?;
+    for from in candidates {
+        match ctx.client.mount_blob(&ctx.repository, &d, &from).await {
+            Ok(Mount::Mounted) => {
+                send(&ctx.tx, layer_status(&id, &format!("Mounted from {from}"))).await?;
+                return Ok(blob);
+            }
+            Ok(Mount::Upload(loc)) => {
+                session = Some(loc);
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(blob = %d, from = %from, error = %e, "mount failed");
+            }
+        }
+    }
+    let file = ctx.images.content.open_blob(&blob.digest)?;
+    let file = tokio::fs::File::from_std(file);
+    let total = blob.size;
+    let tx = ctx.tx.clone();
+    let id2 = id.clone();
+    ctx.client
+        .push_blob(
+            &ctx.repository,
+            session,
+            &d,
+            total,
+            file,
+            DEFAULT_CHUNK,
+            move |sent| {
+                let tx = tx.clone();
+                let id = id2.clone();
+                async move {
+                    let _ = tx
+                        .send(json!({
+                            "status": "Pushing",
+                            "progressDetail": {"current": sent, "total": total},
+                            "progress": progress_bar(sent, total),
+                            "id": id,
+                        }))
+                        .await;
+                }
+            },
+        )
+        .await
+        .map_err(|e| registry_error(e, creds))?;
+    send(&ctx.tx, layer_status(&id, "Pushed")).await?;
+    Ok(blob)
+}
+
+#[cfg(test)]
+#[path = "push_tests.rs"]
+mod tests;

@@ -1,0 +1,162 @@
+//! Tests of push: manifest format, progress text, plans, blob sources, layer compression.
+
+use super::*;
+use crate::images::LayerRef;
+
+fn rec(types: &[&str]) -> ImageRecord {
+    ImageRecord {
+        id: Digest::of(b"config"),
+        layers: types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| LayerRef {
+                blob: Some(Digest::of(format!("b{i}").as_bytes())),
+                media_type: t.to_string(),
+                diff_id: Digest::of(format!("d{i}").as_bytes()),
+                chain_id: Digest::of(format!("c{i}").as_bytes()),
+                size: 1,
+            })
+            .collect(),
+        repo_tags: vec![],
+        repo_digests: vec![],
+        created: String::new(),
+        size: 0,
+        parent: None,
+    }
+}
+
+#[test]
+fn format_follows_the_layers() {
+    assert!(!is_oci(&rec(&["application/vnd.oci.image.layer.v1.tar"])));
+    assert!(!is_oci(&rec(&[DOCKER_LAYER_GZIP, OCI_LAYER_GZIP])));
+    assert!(is_oci(&rec(&[OCI_LAYER_GZIP, OCI_LAYER_GZIP])));
+    assert!(is_oci(&rec(&[DOCKER_LAYER_GZIP, OCI_LAYER_ZSTD])));
+}
+
+#[test]
+fn docker_manifest_is_docker_formatted() {
+    let r = rec(&[DOCKER_LAYER_GZIP]);
+    let blobs = vec![PushBlob {
+        digest: Digest::of(b"layer"),
+        size: 42,
+        media_type: DOCKER_LAYER_GZIP.into(),
+    }];
+    let (m, mt) = build_manifest(&r, 7, &blobs, false).unwrap();
+    assert_eq!(mt, DOCKER_MANIFEST);
+    let s = String::from_utf8(m).unwrap();
+    let want = format!(
+        "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"{DOCKER_MANIFEST}\",\n   \"config\": {{\n      \"mediaType\": \"{DOCKER_CONFIG}\",\n      \"size\": 7,\n      \"digest\": \"{}\"\n   }},\n   \"layers\": [\n      {{\n         \"mediaType\": \"{DOCKER_LAYER_GZIP}\",\n         \"size\": 42,\n         \"digest\": \"{}\"\n      }}\n   ]\n}}",
+        r.id,
+        Digest::of(b"layer")
+    );
+    assert_eq!(s, want);
+    let (m, mt) = build_manifest(&r, 7, &blobs, true).unwrap();
+    assert_eq!(mt, OCI_MANIFEST);
+    let v: Value = serde_json::from_slice(&m).unwrap();
+    assert_eq!(v["layers"][0]["mediaType"], OCI_LAYER_GZIP);
+    assert_eq!(v["config"]["mediaType"], OCI_CONFIG);
+}
+
+#[test]
+fn progress_text() {
+    assert_eq!(human(999), "999B");
+    assert_eq!(human(1_500_000), "1.5MB");
+    assert_eq!(human(12_345_678), "12.34MB");
+    let p = progress_bar(5, 10);
+    assert!(p.starts_with("[=========================>"), "{p}");
+    assert!(p.ends_with("5B/10B"), "{p}");
+}
+
+#[test]
+fn plans_check_names() {
+    let o = RegistryOptions::default();
+    let p = plan(
+        "127.0.0.1:5000/a",
+        Some("v1"),
+        Credentials::Anonymous,
+        o.clone(),
+    )
+    .unwrap();
+    assert_eq!(p.tag.as_deref(), Some("v1"));
+    let p = plan(
+        "127.0.0.1:5000/a:v2",
+        None,
+        Credentials::Anonymous,
+        o.clone(),
+    )
+    .unwrap();
+    assert_eq!(p.tag.as_deref(), Some("v2"));
+    let p = plan("127.0.0.1:5000/a", None, Credentials::Anonymous, o.clone()).unwrap();
+    assert_eq!(p.tag, None);
+    assert!(plan("A/B", None, Credentials::Anonymous, o.clone()).is_err());
+    assert!(plan("a", Some("bad tag"), Credentials::Anonymous, o).is_err());
+}
+
+#[test]
+fn blob_sources_are_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = crate::images::tests::service(dir.path());
+    let d = Digest::of(b"blob");
+    record_blob_source(&images, &d, "127.0.0.1:5000", "a").unwrap();
+    record_blob_source(&images, &d, "127.0.0.1:5000", "b").unwrap();
+    record_blob_source(&images, &d, "127.0.0.1:6000", "c").unwrap();
+    assert_eq!(
+        mount_candidates(&images, &d, "127.0.0.1:5000", "a"),
+        vec!["b".to_string()]
+    );
+    assert_eq!(
+        mount_candidates(&images, &d, "127.0.0.1:5000", "z"),
+        vec!["b".to_string(), "a".to_string()]
+    );
+    assert!(mount_candidates(&images, &d, "other", "z").is_empty());
+}
+
+#[test]
+fn uncompressed_layers_are_gzipped_once() {
+    use crate::images::tests::{layer_tar, make_image, service};
+    let dir = tempfile::tempdir().unwrap();
+    let images = service(dir.path());
+    let tar = layer_tar("a.txt", &[7u8; 100_000]);
+    let id = make_image(
+        &images,
+        std::slice::from_ref(&tar),
+        &[],
+        "2024-01-01T00:00:00Z",
+        &["x:1"],
+        None,
+    );
+    let other = make_image(
+        &images,
+        std::slice::from_ref(&tar),
+        &[("l", "v")],
+        "2024-01-01T00:00:00Z",
+        &["y:1"],
+        None,
+    );
+    let rec = images.get(&id).unwrap().unwrap();
+    let old = rec.layers[0].blob.clone().unwrap();
+    let b = compressed_blob(&images, &rec, 0).unwrap();
+    assert_ne!(b.digest, old);
+    assert_eq!(b.media_type, DOCKER_LAYER_GZIP);
+    assert!(
+        !images.content.exists(&old),
+        "the tar is replaced by its gzip"
+    );
+    let gz = images.content.read(&b.digest).unwrap();
+    assert_eq!(b.size, gz.len() as u64);
+    let mut back = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, tar);
+    // Both images now point at the gzip; a second push finds it as is.
+    for i in [&id, &other] {
+        let r = images.get(i).unwrap().unwrap();
+        assert_eq!(r.layers[0].blob.as_ref(), Some(&b.digest));
+    }
+    let again = compressed_blob(&images, &images.get(&id).unwrap().unwrap(), 0).unwrap();
+    assert_eq!(again.digest, b.digest);
+    // A stale record (taken before the swap) still finds the gzip.
+    let again = compressed_blob(&images, &rec, 0).unwrap();
+    assert_eq!(again.digest, b.digest);
+}
