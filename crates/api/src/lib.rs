@@ -16,6 +16,7 @@ mod exec;
 mod files;
 mod hijack;
 mod images;
+mod networks;
 mod push;
 mod query;
 mod system;
@@ -42,6 +43,7 @@ pub fn router(engine: AppState) -> Router {
         .merge(containers::routes())
         .merge(files::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
         .merge(exec::routes())
         .merge(push::routes())
         .fallback(error::not_found)
@@ -80,6 +82,7 @@ pub async fn serve(cfg: EngineConfig, sockets: Vec<PathBuf>) -> anyhow::Result<(
         _ = term.recv() => {}
     }
     tracing::info!("shutting down; containers keep running");
+    engine.shutdown().await;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub struct Engine {
     pub containers: Arc<ContainerService>,
     pub volumes: Arc<crate::volumes::VolumeService>,
     pub builds: Arc<crate::build::BuildService>,
+    pub networks: Arc<crate::networks::NetworkService>,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -73,7 +74,9 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
         let containers = ContainerService::new(cfg.clone(), db, images.clone(), events.clone());
+        containers.open_networks().await?;
         containers.reconcile().await?;
+        containers.restore_networks().await?;
         let builds =
             crate::build::BuildService::new(cfg.clone(), images.clone(), containers.clone());
         Ok(Arc::new(Engine {
@@ -82,8 +85,15 @@ impl Engine {
             events,
             images,
             volumes: containers.volumes.clone(),
+            networks: containers.networks.clone(),
             containers,
             started: chrono::Utc::now(),
         }))
+    }
+
+    /// Graceful shutdown: with no container running, the network devices, DNS servers and
+    /// firewall table go (running containers keep theirs).
+    pub async fn shutdown(&self) {
+        self.containers.shutdown_networks().await;
     }
 }

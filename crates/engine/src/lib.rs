@@ -21,6 +21,7 @@ pub mod events;
 pub mod hello;
 pub mod images;
 pub mod layerdiff;
+pub mod networks;
 pub mod reference;
 pub mod volumes;
 

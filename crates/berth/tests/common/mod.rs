@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod net;
+
 pub mod registry;
 
 use std::collections::HashSet;
@@ -42,6 +44,7 @@ pub struct TestDaemon {
     cgroup_parent: String,
     extra_args: Vec<String>,
     child: Mutex<Option<Child>>,
+    net: net::TestNet,
 }
 
 impl TestDaemon {
@@ -79,6 +82,7 @@ impl TestDaemon {
             cgroup_parent: format!("berth-test-{rand}"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: Mutex::new(None),
+            net: net::TestNet::claim(&rand),
         };
         // `d` exists before the engine does: a panic below still runs Drop and cleans up.
         d.spawn();
@@ -112,6 +116,11 @@ impl TestDaemon {
         p
     }
 
+    /// This engine's bridge name, subnets and nftables table.
+    pub fn net(&self) -> &net::TestNet {
+        &self.net
+    }
+
     /// The engine's pid, if it is running.
     pub fn pid(&self) -> Option<u32> {
         lock(&self.child).as_ref().map(|c| c.id())
@@ -140,7 +149,7 @@ impl TestDaemon {
             .arg(self.host())
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
-            .args(&self.extra_args)
+            .args(self.net.daemon_args(&self.extra_args, &self.base))
             .stdin(Stdio::null())
             .stdout(log2)
             .stderr(log);
@@ -363,10 +372,12 @@ impl Drop for TestDaemon {
                 self.log_path.display()
             );
         }
+        let bridges = net::bridges_of(&self.socket);
         self.kill9();
         kill_shims(&self.exec_root.join("shims"));
         cleanup_cgroups(&self.cgroup_parent);
         unmount_below(&self.base);
+        self.net.cleanup(&bridges);
         if keep {
             eprintln!(
                 "[berth test] kept {} (BERTH_TEST_KEEP)",

@@ -143,7 +143,7 @@ impl ContainerService {
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
 
-        let host_config: HostConfig = body.host_config.clone().unwrap_or_default();
+        let mut host_config: HostConfig = body.host_config.clone().unwrap_or_default();
         validate_host_config(&host_config)?;
         let mount_plan = self.plan_mounts(&host_config, &body_config(&body), &run.volumes)?;
         let mut config: ContainerConfig = serde_json::from_value(
@@ -206,6 +206,17 @@ impl ContainerService {
             config.stop_signal = run.stop_signal.clone();
         }
         config.image = Some(image_name.clone());
+        // Docker merges the image's EXPOSE into ExposedPorts; networks validate their part.
+        let mut exposed = config.exposed_ports.clone().unwrap_or_default();
+        for p in &run.exposed_ports {
+            if !exposed.contains(p) {
+                exposed.push(p.clone());
+            }
+        }
+        if !exposed.is_empty() {
+            config.exposed_ports = Some(exposed.clone());
+        }
+        let net_plan = self.net_plan(&mut host_config, body.networking_config.as_ref(), &exposed)?;
 
         let id = berth_store::atomic::random_hex(32);
         if config.hostname.as_deref().unwrap_or("").is_empty() {
@@ -254,6 +265,10 @@ impl ContainerService {
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
         {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        if let Err(e) = self.net_save_plan(&id, net_plan) {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }

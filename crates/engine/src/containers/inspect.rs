@@ -187,6 +187,7 @@ impl ContainerService {
     }
 
     fn summary(&self, r: &Record) -> Value {
+        let (ports, net_settings) = self.network_summary_json(r);
         let mut command = vec![r.path.clone()];
         command.extend(r.args.iter().cloned());
         json!({
@@ -196,12 +197,12 @@ impl ContainerService {
             "ImageID": r.image_id.to_string(),
             "Command": command.join(" "),
             "Created": unix(&r.created),
-            "Ports": [],
+            "Ports": ports,
             "Labels": r.config.labels.clone().unwrap_or_default(),
             "State": r.state.status.as_str(),
             "Status": status_text(r),
-            "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "none".into())},
-            "NetworkSettings": {"Networks": {}},
+            "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "bridge".into())},
+            "NetworkSettings": net_settings,
             "Mounts": self.mounts_json(&r.id),
         })
     }
@@ -231,7 +232,7 @@ impl ContainerService {
         let mut host_config = serde_json::to_value(&r.host_config)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         if let Some(o) = host_config.as_object_mut() {
-            o.entry("NetworkMode").or_insert(json!("none"));
+            o.entry("NetworkMode").or_insert(json!("bridge"));
             o.entry("RestartPolicy")
                 .or_insert(json!({"Name": "no", "MaximumRetryCount": 0}));
             o.entry("LogConfig")
@@ -282,13 +283,7 @@ impl ContainerService {
             },
             "Mounts": self.mounts_json(&r.id),
             "Config": config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "Ports": {},
-                "SandboxKey": "",
-                "Networks": {},
-            },
+            "NetworkSettings": self.network_settings_json(&r),
         }))
     }
 }

@@ -187,6 +187,7 @@ pub struct ContainerService {
     pub images: Arc<ImageService>,
     pub events: Arc<EventBus>,
     pub volumes: Arc<crate::volumes::VolumeService>,
+    pub networks: Arc<crate::networks::NetworkService>,
     by_id: RwLock<HashMap<String, Arc<Container>>>,
 }
 
@@ -198,7 +199,9 @@ impl ContainerService {
         events: Arc<EventBus>,
     ) -> Arc<Self> {
         let volumes = crate::volumes::VolumeService::new(cfg.data_root.join("volumes"), db.clone());
+        let networks = crate::networks::NetworkService::new(cfg.clone(), db.clone());
         Arc::new(ContainerService {
+            networks,
             cfg,
             db,
             volumes,

@@ -119,5 +119,6 @@ impl ContainerService {
             let _ = std::fs::remove_dir_all(&shim_dir);
         })
         .await;
+        self.release_network(id).await;
     }
 }

@@ -78,6 +78,7 @@ impl ContainerService {
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.forget_network(&rec.id).await;
         self.emit(c, "destroy", &[]);
         for v in anon {
             if let Err(e) = self.remove_volume(&v, false).await {

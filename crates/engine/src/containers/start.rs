@@ -187,6 +187,7 @@ impl ContainerService {
         }
         let rootfs = self.rootfs(&id);
         let _ = tokio::task::spawn_blocking(move || berth_store::overlay::unmount(&rootfs)).await;
+        self.release_network(&id).await;
         c.with(|r| {
             r.state.status = if r.state.started_at == super::ZERO_TIME {
                 Status::Created
@@ -249,16 +250,29 @@ impl ContainerService {
         if !berth_store::overlay::is_mounted(&rootfs) {
             berth_store::overlay::mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
         }
-        match self.build_bundle(rec, &rootfs) {
+        let netns = match self.net_setup(rec) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = berth_store::overlay::unmount(&rootfs);
+                return Err(e);
+            }
+        };
+        match self.build_bundle(rec, &rootfs, netns) {
             Ok(o) => Ok(o),
             Err(e) => {
                 let _ = berth_store::overlay::unmount(&rootfs);
+                self.networks.release(&rec.id, &self.dns_names());
                 Err(e)
             }
         }
     }
 
-    fn build_bundle(&self, rec: &Record, rootfs: &Path) -> Result<ShimOptions> {
+    fn build_bundle(
+        &self,
+        rec: &Record,
+        rootfs: &Path,
+        netns: Option<PathBuf>,
+    ) -> Result<ShimOptions> {
         let id = &rec.id;
         let dir = self.dir(id);
         let cfg = &rec.config;
@@ -349,7 +363,7 @@ impl ContainerService {
             },
             cgroups_path: self.cgroups_path(id),
             mounts,
-            netns_path: None,
+            netns_path: netns,
             host_network: hc.network_mode.as_deref() == Some("host"),
         };
         let mut spec = berth_runtime::spec::build(&input)?;
@@ -438,6 +452,7 @@ impl ContainerService {
         })
         .await;
         self.release_volumes(&id);
+        self.release_network(&id).await;
         if st.oom_killed {
             self.emit(c, "oom", &[]);
         }
