@@ -9,6 +9,7 @@
 //! - [`query`]: Docker's query conventions (booleans, JSON `filters`).
 
 mod build;
+mod commit;
 mod containers;
 mod distribution;
 mod error;
@@ -41,6 +42,7 @@ pub fn router(engine: AppState) -> Router {
         .merge(build::routes())
         .merge(distribution::routes())
         .merge(containers::routes())
+        .merge(commit::routes())
         .merge(files::routes())
         .merge(volumes::routes())
         .merge(networks::routes())

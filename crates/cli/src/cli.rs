@@ -105,6 +105,13 @@ pub enum Cmd {
     Diff(crate::commands::files::DiffArgs),
     /// Export a container's filesystem as a tar archive
     Export(crate::commands::files::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::commands::commit::CommitArgs),
+    /// Manage berth (disk usage, info, events)
+    System {
+        #[command(subcommand)]
+        cmd: crate::commands::system_df::SystemCmd,
+    },
     /// Display a live stream of container(s) resource usage statistics
     Stats(crate::commands::stats::StatsArgs),
     /// Update configuration of one or more containers
@@ -159,6 +166,7 @@ pub enum ContainerCmd {
     Cp(crate::commands::files::CpArgs),
     Diff(crate::commands::files::DiffArgs),
     Export(crate::commands::files::ExportArgs),
+    Commit(crate::commands::commit::CommitArgs),
     Stats(crate::commands::stats::StatsArgs),
     Update(crate::commands::stats::UpdateArgs),
 }

@@ -1,5 +1,6 @@
 //! One module per verb group.
 
+pub mod commit;
 pub mod containers;
 pub mod exec;
 pub mod files;
@@ -9,6 +10,7 @@ pub mod push;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod system_df;
 pub mod volumes;
 
 use std::io::{BufRead, Write};

@@ -229,9 +229,27 @@ impl ContainerService {
         let this = self.clone();
         let rec2 = rec.clone();
         let opts2 = opts.clone();
-        let res = tokio::task::spawn_blocking(move || this.commit_blocking(&rec2, config, &opts2))
-            .await
-            .map_err(internal);
+        let tags2 = tags.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let (config_digest, layers) = this.commit_blocking(&rec2, config, &opts2)?;
+            this.images
+                .add_image_with_parent(&config_digest, layers, &tags2, Some(&rec2.image_id))
+        })
+        .await
+        .map_err(internal)
+        .and_then(|r| r);
+        if let Ok(id) = &res {
+            // Docker's order: pause, commit, unpause.
+            self.emit(
+                &c,
+                "commit",
+                &[
+                    ("comment", opts.comment.clone()),
+                    ("imageID", id.to_string()),
+                    ("imageRef", tags.first().cloned().unwrap_or_default()),
+                ],
+            );
+        }
         if freeze {
             let cg = self.cgroups_path(&rec.id);
             let thawed = tokio::task::spawn_blocking(move || berth_runtime::cgroups::thaw(&cg))
@@ -248,23 +266,7 @@ impl ContainerService {
                 }
             }
         }
-        let (config_digest, layers) = res??;
-        let id = self.images.add_image_with_parent(
-            &config_digest,
-            layers,
-            &tags,
-            Some(&rec.image_id),
-        )?;
-        self.emit(
-            &c,
-            "commit",
-            &[
-                ("comment", opts.comment.clone()),
-                ("imageID", id.to_string()),
-                ("imageRef", tags.first().cloned().unwrap_or_default()),
-            ],
-        );
-        Ok(id)
+        res
     }
 
     /// The layers of the container's image (from its record, or rebuilt from the layer store
