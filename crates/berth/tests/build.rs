@@ -2,6 +2,8 @@
 //! private engine with an imported busybox: steps, cache, layers, image config, errors.
 
 mod common;
+#[path = "build/features.rs"]
+mod features;
 #[path = "build/helpers.rs"]
 mod helpers;
 
@@ -55,7 +57,10 @@ fn cache_survives_engine_restart_and_prune_clears_it() {
         &d,
         "c",
         &[
-            ("Dockerfile", "FROM busybox\nENV A=1\nRUN echo x > /x\nCOPY f /f\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\nENV A=1\nRUN echo x > /x\nCOPY f /f\n",
+            ),
             ("f", "data\n"),
         ],
     );
@@ -98,19 +103,33 @@ COPY --from=build /out/app /usr/local/bin/app
 COPY --from=0 /src/main.txt /orig.txt
 CMD [\"cat\", \"/usr/local/bin/app\"]
 ";
-    let ctx = context(&d, "ms", &[("Dockerfile", df), ("main.txt", "hello multi\n")]);
+    let ctx = context(
+        &d,
+        "ms",
+        &[("Dockerfile", df), ("main.txt", "hello multi\n")],
+    );
     let out = build_ok(&d, &["-t", "ms:latest", ctx.to_str().unwrap()]);
     // Only the stages the last one needs: build (4 steps) + final (4 steps).
     assert!(out.contains("Step 1/8 : FROM busybox AS build"), "{out}");
     assert!(!out.contains("exit 3"), "{out}");
     assert!(!out.contains("test-stage"), "{out}");
     assert_eq!(run_out(&d, "ms:latest", &[]), "HELLO MULTI\n");
-    assert_eq!(run_out(&d, "ms:latest", &["cat", "/orig.txt"]), "hello multi\n");
-    let mode = run_out(&d, "ms:latest", &["stat", "-c", "%a %u", "/usr/local/bin/app"]);
+    assert_eq!(
+        run_out(&d, "ms:latest", &["cat", "/orig.txt"]),
+        "hello multi\n"
+    );
+    let mode = run_out(
+        &d,
+        "ms:latest",
+        &["stat", "-c", "%a %u", "/usr/local/bin/app"],
+    );
     assert_eq!(mode.trim(), "755 0");
 
     // --target stops at the named stage.
-    let out = build_ok(&d, &["--target", "test", "-t", "ms:test", ctx.to_str().unwrap()]);
+    let out = build_ok(
+        &d,
+        &["--target", "test", "-t", "ms:test", ctx.to_str().unwrap()],
+    );
     assert!(out.contains("Step 1/2 : FROM busybox AS test"), "{out}");
     assert_eq!(run_out(&d, "ms:test", &["cat", "/t"]), "test-stage\n");
     let err = build_err(&d, &["--target", "nope", ctx.to_str().unwrap()]);
@@ -131,14 +150,23 @@ fn deleted_file_stays_in_earlier_layer_and_history_shows_every_layer() {
     let layers = info["RootFS"]["Layers"].as_array().expect("layers").len();
     assert_eq!(layers, 3, "{info}");
 
-    let hist = d.docker_ok(&["history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Size}}", "del:1"]);
+    let hist = d.docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}|{{.CreatedBy}}|{{.Size}}",
+        "del:1",
+    ]);
     let rows: Vec<Vec<&str>> = hist.lines().map(|l| l.split('|').collect()).collect();
     assert!(rows.len() >= 4, "{hist}");
     assert!(rows[0][1].contains("LABEL stage=done"), "{hist}");
     assert_eq!(rows[0][2], "0B", "{hist}");
     assert!(rows[1][1].contains("rm /big"), "{hist}");
     assert!(rows[2][1].contains("head -c 100000"), "{hist}");
-    assert!(rows[2][2].starts_with("100"), "size of the first RUN layer: {hist}");
+    assert!(
+        rows[2][2].starts_with("100"),
+        "size of the first RUN layer: {hist}"
+    );
     // The intermediate image of the first RUN still holds the file.
     let first = rows[2][0];
     assert!(first.starts_with("sha256:"), "{hist}");
@@ -161,9 +189,26 @@ LABEL tag=$TAG who="${WHO}"
 RUN echo "$GREETING from $TAG $WHO" > msg && pwd > where
 "#;
     let ctx = context(&d, "env", &[("Dockerfile", df)]);
-    let out = build_ok(&d, &["--build-arg", "WHO=berth", "--build-arg", "NOPE=1", "-t", "env:1", ctx.to_str().unwrap()]);
-    assert!(out.contains("[Warning] One or more build-args [NOPE] were not consumed"), "{out}");
-    assert_eq!(run_out(&d, "env:1", &["cat", "msg"]), "hello berth from 1.36 berth\n");
+    let out = build_ok(
+        &d,
+        &[
+            "--build-arg",
+            "WHO=berth",
+            "--build-arg",
+            "NOPE=1",
+            "-t",
+            "env:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("[Warning] One or more build-args [NOPE] were not consumed"),
+        "{out}"
+    );
+    assert_eq!(
+        run_out(&d, "env:1", &["cat", "msg"]),
+        "hello berth from 1.36 berth\n"
+    );
     assert_eq!(run_out(&d, "env:1", &["cat", "where"]), "/opt/berth\n");
     let info = inspect(&d, "env:1");
     let env: Vec<String> = serde_json::from_value(info["Config"]["Env"].clone()).unwrap();
@@ -175,20 +220,43 @@ RUN echo "$GREETING from $TAG $WHO" > msg && pwd > where
     assert_eq!(info["Config"]["WorkingDir"], "/opt/berth");
     assert_eq!(info["Config"]["Labels"]["who"], "berth");
     assert_eq!(info["Config"]["Labels"]["tag"], "1.36");
-    let hist = d.docker_ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "env:1"]);
+    let hist = d.docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "env:1",
+    ]);
     let first = hist.lines().next().unwrap_or("");
-    assert!(first.starts_with("|2 TAG=1.36 WHO=berth /bin/sh -c echo"), "{hist}");
+    assert!(
+        first.starts_with("|2 TAG=1.36 WHO=berth /bin/sh -c echo"),
+        "{hist}"
+    );
 }
 
 #[test]
 fn failing_run_reports_docker_message_and_exit_code() {
     let d = TestDaemon::start();
     d.import_busybox("busybox:latest");
-    let ctx = context(&d, "f", &[("Dockerfile", "FROM busybox\nRUN echo before\nRUN false\nRUN echo never\n")]);
+    let ctx = context(
+        &d,
+        "f",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo before\nRUN false\nRUN echo never\n",
+        )],
+    );
     let out = docker_classic(&d, &["build", ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", d.describe(&out));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(all.contains("The command '/bin/sh -c false' returned a non-zero code: 1"), "{all}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("The command '/bin/sh -c false' returned a non-zero code: 1"),
+        "{all}"
+    );
     assert!(!all.contains("never"), "{all}");
     let ctx = context(&d, "f2", &[("Dockerfile", "FROM busybox\nRUN exit 7\n")]);
     let err = build_err(&d, &[ctx.to_str().unwrap()]);
@@ -196,7 +264,10 @@ fn failing_run_reports_docker_message_and_exit_code() {
     // A syntax error is refused before anything runs, with its line.
     let ctx = context(&d, "f3", &[("Dockerfile", "FROM busybox\nBOGUS x\n")]);
     let err = build_err(&d, &[ctx.to_str().unwrap()]);
-    assert!(err.contains("line 2") && err.to_lowercase().contains("unknown instruction"), "{err}");
+    assert!(
+        err.contains("line 2") && err.to_lowercase().contains("unknown instruction"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -220,15 +291,53 @@ fn dockerignore_and_forbidden_sources() {
     let ls = run_out(&d, "ign:1", &["find", "/ctx", "-type", "f"]);
     let mut files: Vec<&str> = ls.lines().collect();
     files.sort();
-    assert_eq!(files, vec!["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/keep.log", "/ctx/src/main.c"], "{ls}");
+    assert_eq!(
+        files,
+        vec![
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/keep.log",
+            "/ctx/src/main.c"
+        ],
+        "{ls}"
+    );
     // COPY of an excluded file, of a missing one, and from outside the context.
-    let ctx2 = context(&d, "ign2", &[("Dockerfile", "FROM busybox\nCOPY secret.txt /\n"), (".dockerignore", "secret.txt\n"), ("secret.txt", "s")]);
+    let ctx2 = context(
+        &d,
+        "ign2",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY secret.txt /\n"),
+            (".dockerignore", "secret.txt\n"),
+            ("secret.txt", "s"),
+        ],
+    );
     let err = build_err(&d, &[ctx2.to_str().unwrap()]);
-    assert!(err.contains("file not found in build context or excluded by .dockerignore"), "{err}");
-    let ctx3 = context(&d, "ign3", &[("Dockerfile", "FROM busybox\nCOPY ../x /x\n")]);
-    let err = build_err(&d, &["-f", ctx3.join("Dockerfile").to_str().unwrap(), ctx3.to_str().unwrap()]);
-    assert!(err.contains("forbidden path outside the build context"), "{err}");
-    let ctx4 = context(&d, "ign4", &[("Dockerfile", "FROM busybox\nCOPY *.nothing /x/\n")]);
+    assert!(
+        err.contains("file not found in build context or excluded by .dockerignore"),
+        "{err}"
+    );
+    let ctx3 = context(
+        &d,
+        "ign3",
+        &[("Dockerfile", "FROM busybox\nCOPY ../x /x\n")],
+    );
+    let err = build_err(
+        &d,
+        &[
+            "-f",
+            ctx3.join("Dockerfile").to_str().unwrap(),
+            ctx3.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("forbidden path outside the build context"),
+        "{err}"
+    );
+    let ctx4 = context(
+        &d,
+        "ign4",
+        &[("Dockerfile", "FROM busybox\nCOPY *.nothing /x/\n")],
+    );
     let err = build_err(&d, &[ctx4.to_str().unwrap()]);
     assert!(err.contains("no source files were specified"), "{err}");
 }

@@ -45,7 +45,11 @@ pub fn build_ok(d: &TestDaemon, args: &[&str]) -> String {
     let mut a = vec!["build"];
     a.extend_from_slice(args);
     let out = docker_classic(d, &a);
-    assert!(out.status.success(), "docker {a:?} failed\n{}", d.describe(&out));
+    assert!(
+        out.status.success(),
+        "docker {a:?} failed\n{}",
+        d.describe(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -54,7 +58,11 @@ pub fn build_err(d: &TestDaemon, args: &[&str]) -> String {
     let mut a = vec!["build"];
     a.extend_from_slice(args);
     let out = docker_classic(d, &a);
-    assert!(!out.status.success(), "docker {a:?} succeeded\n{}", d.describe(&out));
+    assert!(
+        !out.status.success(),
+        "docker {a:?} succeeded\n{}",
+        d.describe(&out)
+    );
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -86,5 +94,7 @@ pub fn inspect(d: &TestDaemon, image: &str) -> serde_json::Value {
 
 /// Count of " ---> Using cache" lines.
 pub fn cache_hits(out: &str) -> usize {
-    out.lines().filter(|l| l.trim() == "---> Using cache").count()
+    out.lines()
+        .filter(|l| l.trim() == "---> Using cache")
+        .count()
 }

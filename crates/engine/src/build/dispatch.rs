@@ -670,7 +670,12 @@ impl Builder {
         let mut items = Vec::new();
         let root = self.ctx.root().to_path_buf();
         for s in &sources {
-            if let Some(h) = ins.heredocs.iter().find(|h| &h.name == s) {
+            let hname = s
+                .trim_start_matches("<<")
+                .trim_start_matches('-')
+                .trim_matches(|c| c == '"' || c == '\'');
+            let heredoc = s.starts_with("<<") || ins.heredocs.iter().any(|h| &h.name == s);
+            if let Some(h) = ins.heredocs.iter().find(|h| heredoc && h.name == hname) {
                 let body = if h.expand {
                     self.expand(st, &h.body).unwrap_or_else(|_| h.body.clone())
                 } else {
