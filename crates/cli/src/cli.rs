@@ -57,6 +57,8 @@ pub enum Cmd {
     Rmi(RmiArgs),
     /// Show the history of an image
     History(HistoryArgs),
+    /// Build an image from a Dockerfile
+    Build(crate::commands::build::BuildArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
     /// Load an image from a tar archive or STDIN
@@ -137,6 +139,7 @@ pub enum ImageCmd {
     Import(ImportArgs),
     Load(LoadArgs),
     Save(SaveArgs),
+    Build(crate::commands::build::BuildArgs),
     Push(crate::commands::push::PushArgs),
 }
 

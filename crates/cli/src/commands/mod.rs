@@ -1,5 +1,6 @@
 //! One module per verb group.
 
+pub mod build;
 pub mod commit;
 pub mod containers;
 pub mod exec;
