@@ -192,3 +192,74 @@ fn manifest_list_picks_platform_and_pull_all_tags() {
     tags.sort();
     assert_eq!(tags, ["amd", "arm", "latest"]);
 }
+
+#[test]
+fn berth_pull_draws_progress_and_run_pulls_missing_images() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let digest = reg.push_busybox(&d, "bb/cli:latest", false);
+    let name = format!("{}/bb/cli", reg.addr());
+    let out = d.berth_ok(&["pull", &name]);
+    assert!(out.starts_with("Using default tag: latest\n"), "{out}");
+    assert!(out.contains("latest: Pulling from bb/cli"), "{out}");
+    assert!(out.contains(": Pull complete"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "Status: Downloaded newer image for {name}:latest\n{name}:latest\n"
+        )),
+        "{out}"
+    );
+    let out = d.berth_ok(&["pull", "-q", &format!("{name}:latest")]);
+    assert_eq!(out, format!("{name}:latest\n"));
+    let out = d.berth_ok(&["pull", "-q", &format!("{name}@{digest}")]);
+    assert_eq!(out, format!("{name}@{digest}\n"));
+    // -a with a tag is a usage error, as docker's.
+    let o = d.berth(&["pull", "-a", &format!("{name}:latest")]);
+    assert!(!o.status.success());
+    // run: the image is missing, pulled first (progress on stderr), then run.
+    d.docker_ok(&["rmi", &format!("{name}:latest")]);
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "echo",
+        "auto-pulled",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "auto-pulled");
+    assert!(
+        stderr.contains(&format!("Unable to find image '{name}:latest' locally")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Pulling from bb/cli"), "{stderr}");
+}
+
+#[test]
+fn docker_hub_names_go_to_the_configured_mirror() {
+    let reg = Registry::start();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("daemon.json");
+    std::fs::write(
+        &cfg,
+        format!(r#"{{"registry-mirrors": ["http://{}"]}}"#, reg.addr()),
+    )
+    .unwrap();
+    let d = TestDaemon::start_with_args(&["--config-file", cfg.to_str().unwrap()]);
+    // Official images live under library/ on the mirror.
+    let digest = reg.push_busybox(&d, "library/mirrored:1", false);
+    let out = d.docker_ok(&["pull", "mirrored:1"]);
+    assert!(out.contains("1: Pulling from library/mirrored"), "{out}");
+    assert!(
+        out.contains("Status: Downloaded newer image for mirrored:1"),
+        "{out}"
+    );
+    let rd = inspect(&d, "mirrored:1", "{{json .RepoDigests}}");
+    assert!(rd.contains(&format!("mirrored@{digest}")), "{rd}");
+    let r = d.api("GET", "/distribution/mirrored:1/json", None);
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert!(r.1.contains(&digest), "{}", r.1);
+}

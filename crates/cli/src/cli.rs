@@ -120,6 +120,8 @@ pub enum Cmd {
     Update(crate::commands::stats::UpdateArgs),
     /// Upload an image to a registry
     Push(crate::commands::push::PushArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::pull::PullArgs),
     /// Authenticate to a registry
     Login(crate::commands::login::LoginArgs),
     /// Log out from a registry
@@ -141,6 +143,7 @@ pub enum ImageCmd {
     Save(SaveArgs),
     Build(crate::commands::build::BuildArgs),
     Push(crate::commands::push::PushArgs),
+    Pull(crate::commands::pull::PullArgs),
 }
 
 #[derive(Subcommand, Debug)]

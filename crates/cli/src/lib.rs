@@ -155,6 +155,7 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
             ImageCmd::Save(a) => im::save(c, a).await,
             ImageCmd::Build(a) => commands::build::build(c, a).await,
             ImageCmd::Push(a) => commands::push::push(c, a).await,
+            ImageCmd::Pull(a) => commands::pull::pull(c, a).await,
         },
         Cmd::Volume { cmd } => crate::commands::volumes::run(c, cmd).await,
         Cmd::Run(a) => rn::run(c, a).await,
@@ -182,6 +183,7 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
         Cmd::Stats(a) => commands::stats::stats(c, a).await,
         Cmd::Update(a) => commands::stats::update(c, a).await,
         Cmd::Push(a) => commands::push::push(c, a).await,
+        Cmd::Pull(a) => commands::pull::pull(c, a).await,
         Cmd::Login(a) => commands::login::login(c, a).await,
         Cmd::Logout(a) => commands::login::logout(c, a).await,
         Cmd::Container { cmd } => match cmd {

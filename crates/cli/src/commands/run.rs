@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::out;
 use crate::cli::{AttachArgs, RunArgs, StartArgs};
-use crate::client::{encode, for_each_json_line, read_json, stream_error, Client, Query};
+use crate::client::{encode, read_json, Client, Query};
 use crate::error::{CliError, Result};
 use crate::hijack::{hijack, pump_output, pump_stdin, terminal_size, RawTerminal};
 use crate::units::parse_size;
@@ -342,43 +342,16 @@ pub fn normalized_name(name: &str) -> String {
 }
 
 pub async fn pull(c: &Client, reference: &str) -> Result<()> {
-    let (name, tag) = split_reference(reference);
-    let name = normalized_name(&name);
-    let q = Query::new()
-        .add("fromImage", name.as_str())
-        .add("tag", tag.as_str());
-    let resp = c
-        .post(&format!("/images/create{}", q.render()), None)
-        .await?;
-    let mut failure: Option<String> = None;
-    for_each_json_line(resp, |m| {
-        if let Some(e) = stream_error(&m) {
-            failure = Some(e);
-            return Ok(());
-        }
-        let status = super::s(&m, "status");
-        let id = super::s(&m, "id");
-        if !status.is_empty()
-            && m.get("progressDetail")
-                .and_then(|p| p.get("current"))
-                .is_none()
-        {
-            if id.is_empty() {
-                eprintln!("{status}");
-            } else {
-                eprintln!("{id}: {status}");
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    match failure {
-        Some(message) => Err(CliError::Daemon {
-            status: 500,
-            message,
-        }),
-        None => Ok(()),
-    }
+    // Credentials from config.json and docker's progress display, on stderr as docker run does.
+    super::pull::pull_reference(c, reference, false, None, super::pull::Sink::Stderr)
+        .await
+        .map_err(|e| match e {
+            CliError::Other(message) => CliError::Daemon {
+                status: 500,
+                message,
+            },
+            e => e,
+        })
 }
 
 async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
