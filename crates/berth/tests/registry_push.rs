@@ -161,7 +161,6 @@ fn push_skopeo_inspect_repush_and_pull_back() {
 }
 
 #[test]
-#[ignore = "needs the engine's pull (REG-PULL)"]
 fn pushed_image_pulls_back_on_another_engine() {
     let reg = Registry::start();
     let d = TestDaemon::start();
@@ -393,4 +392,38 @@ fn base64_std(data: &[u8]) -> String {
         }
     }
     out
+}
+
+#[test]
+fn pulled_images_push_back_in_their_own_format() {
+    let reg = Registry::start();
+    let d = TestDaemon::start();
+    let suffix = random_hex(6);
+    for (oci, mt) in [
+        (
+            false,
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+        (true, "application/vnd.oci.image.manifest.v1+json"),
+    ] {
+        let src = format!("src-{suffix}-{oci}:1");
+        reg.push_busybox(&d, &src, oci);
+        let pulled = format!("{}/{src}", reg.addr());
+        d.docker_ok(&["pull", &pulled]);
+        let id = image_id(&d, &pulled);
+        let dest = format!("{}/dst-{suffix}-{oci}:1", reg.addr());
+        d.docker_ok(&["tag", &pulled, &dest]);
+        let out = push_out(&d, "docker", &["push", &dest]);
+        assert!(
+            out.contains("Mounted from") || out.contains(": Pushed"),
+            "{out}"
+        );
+        pushed_digest(&out, "1");
+        let raw = skopeo_inspect(&reg, &format!("dst-{suffix}-{oci}:1"), true);
+        assert_eq!(raw["mediaType"], mt, "{raw}");
+        assert_eq!(raw["config"]["digest"], id.as_str());
+        // The same layer blob as the source (pushed as pulled, not recompressed).
+        let src_raw = skopeo_inspect(&reg, &src, true);
+        assert_eq!(raw["layers"][0]["digest"], src_raw["layers"][0]["digest"]);
+    }
 }

@@ -338,26 +338,33 @@ fn compressed_blob(images: &ImageService, rec: &ImageRecord, idx: usize) -> Resu
         .get_raw(&rec.id)?
         .and_then(|c| c.layers.into_iter().find(|c| c.diff_id == wanted.diff_id))
         .unwrap_or_else(|| wanted.clone());
-    let Some(blob) = &l.blob else {
-        return Err(EngineError::Internal(format!(
-            "layer {} has no stored blob to push",
-            l.diff_id
-        )));
+    // The blob to start from: the layer's own, else that of another image with the same diff
+    // id (a pull skips layers already present and may record none).
+    let own = l.blob.clone().filter(|b| images.content.exists(b));
+    let (src, media) = match own.clone() {
+        Some(b) => (b, l.media_type.clone()),
+        None => match blob_of_diff_id(images, &l.diff_id)? {
+            Some(found) => found,
+            None => return blob_from_layer_dir(images, &l),
+        },
     };
-    let mut f = BufReader::with_capacity(256 << 10, images.content.open_blob(blob)?);
+    let mut f = BufReader::with_capacity(256 << 10, images.content.open_blob(&src)?);
     let comp = berth_store::compress::detect(&mut f)?;
     if comp != berth_store::compress::Compression::None {
-        let size = images.content.size(blob)?;
+        let size = images.content.size(&src)?;
+        if own.as_ref() != Some(&src) {
+            adopt_blob(images, &l.diff_id, None, &src, &media)?;
+        }
         return Ok(PushBlob {
-            digest: blob.clone(),
+            digest: src,
             size,
-            media_type: l.media_type.clone(),
+            media_type: media,
         });
     }
     let enc = flate2::read::GzEncoder::new(f, flate2::Compression::fast());
     let mut enc: Box<dyn Read> = Box::new(enc);
     let (gz, size) = images.content.ingest(&mut enc, None)?;
-    swap_blob(images, blob, &gz)?;
+    adopt_blob(images, &l.diff_id, Some(&src), &gz, DOCKER_LAYER_GZIP)?;
     Ok(PushBlob {
         digest: gz,
         size,
@@ -365,18 +372,93 @@ fn compressed_blob(images: &ImageService, rec: &ImageRecord, idx: usize) -> Resu
     })
 }
 
-/// Point every layer stored as `old` (an uncompressed tar) at `new` (its gzip), then drop `old`.
-fn swap_blob(images: &ImageService, old: &Digest, new: &Digest) -> Result<()> {
+/// A stored blob (and its media type) of any image's layer with this diff id.
+fn blob_of_diff_id(images: &ImageService, diff_id: &Digest) -> Result<Option<(Digest, String)>> {
+    for (_, r) in images.db.list::<ImageRecord>(IMAGES_TABLE)? {
+        for l in r.layers {
+            if l.diff_id != *diff_id {
+                continue;
+            }
+            if let Some(b) = l.blob.filter(|b| images.content.exists(b)) {
+                return Ok(Some((b, l.media_type)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// No stored tar of the layer anywhere: write it again from the layer directory (gzip) and use
+/// it only when it reproduces the layer's diff id.
+fn blob_from_layer_dir(images: &ImageService, l: &super::LayerRef) -> Result<PushBlob> {
+    use std::io::{Seek, Write};
+    let dir = images.layers.dir(&l.chain_id);
+    let cant = |why: String| {
+        EngineError::Internal(format!(
+            "layer {} cannot be pushed: no stored blob, and {why}",
+            l.diff_id
+        ))
+    };
+    std::fs::create_dir_all(&images.tmp_dir)?;
+    let mut tmp = tempfile_in(&images.tmp_dir)?;
+    let (diff_id, _) = {
+        let mut gz = flate2::write::GzEncoder::new(&mut tmp, flate2::Compression::fast());
+        let res = crate::layerdiff::write_diff(&dir, &mut gz)
+            .map_err(|e| cant(format!("its directory cannot be read: {e}")))?;
+        gz.finish()?;
+        res
+    };
+    if diff_id != l.diff_id {
+        return Err(cant(format!(
+            "its directory gives the diff id {diff_id} instead"
+        )));
+    }
+    tmp.flush()?;
+    tmp.rewind()?;
+    let (gz, size) = images.content.ingest(&mut tmp, None)?;
+    adopt_blob(images, &l.diff_id, None, &gz, DOCKER_LAYER_GZIP)?;
+    Ok(PushBlob {
+        digest: gz,
+        size,
+        media_type: DOCKER_LAYER_GZIP.to_string(),
+    })
+}
+
+/// An anonymous temp file in `dir` (gone when closed).
+fn tempfile_in(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    Ok(std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)?)
+}
+
+/// Point the layers with `diff_id` that are stored as `old` (an uncompressed tar) or have no
+/// usable blob at `new`; then drop `old` when nothing names it any more.
+fn adopt_blob(
+    images: &ImageService,
+    diff_id: &Digest,
+    old: Option<&Digest>,
+    new: &Digest,
+    media_type: &str,
+) -> Result<()> {
     let _g = super::write_lock();
     let mut b = Batch::default();
     let mut changed = false;
+    let mut old_used = false;
     for (key, mut r) in images.db.list::<ImageRecord>(IMAGES_TABLE)? {
         let mut touched = false;
         for l in r.layers.iter_mut() {
-            if l.blob.as_ref() == Some(old) {
+            let stale = match &l.blob {
+                None => true,
+                Some(b) => Some(b) == old || (b != new && !images.content.exists(b)),
+            };
+            if l.diff_id == *diff_id && stale {
                 l.blob = Some(new.clone());
-                l.media_type = DOCKER_LAYER_GZIP.to_string();
+                l.media_type = media_type.to_string();
                 touched = true;
+            } else if l.blob.is_some() && l.blob.as_ref() == old {
+                old_used = true;
             }
         }
         if touched {
@@ -386,6 +468,8 @@ fn swap_blob(images: &ImageService, old: &Digest, new: &Digest) -> Result<()> {
     }
     if changed {
         images.db.write(b)?;
+    }
+    if let (Some(old), false) = (old, old_used) {
         images.content.delete(old)?;
     }
     Ok(())
