@@ -1214,3 +1214,59 @@ fn pull_through_cache_with_upstream_credentials() {
     ]);
     assert!(dir_manifest_digest(&out).starts_with("sha256:"));
 }
+
+#[test]
+fn docker_login_push_and_pull_through_the_engine() {
+    let scratch = Scratch::new("brs-dk");
+    let hp = scratch.sub("htpasswd");
+    fs::write(&hp, HTPASSWD).unwrap();
+    let reg = BerthRegistry::start(&["--htpasswd", hp.to_str().unwrap()]);
+    let a = reg.addr();
+    let d = TestDaemon::start();
+    let src = format!("rs-src-{}:latest", random_hex(6));
+    d.import_busybox(&src);
+    let img = format!("{a}/dk/busybox:v1");
+    d.docker_ok(&["tag", &src, &img]);
+
+    // Without credentials the push is refused; docker login with a wrong password too.
+    let out = d.docker(&["push", &img]);
+    assert!(!out.status.success(), "{}", d.describe(&out));
+    let out = d.docker(&["login", "-u", "berth", "-p", "wrong", &a]);
+    assert!(!out.status.success(), "{}", d.describe(&out));
+    let out = d.docker_stdin(
+        &["login", "-u", "berth", "--password-stdin", &a],
+        &b"berth-pw\n"[..],
+    );
+    assert!(out.status.success(), "{}", d.describe(&out));
+
+    // Push, then the registry has the tag with the digest docker printed.
+    let out = d.docker_ok(&["push", &img]);
+    let auth = basic("berth", "berth-pw");
+    let (st, h, _) = reg.http(
+        "HEAD",
+        "/v2/dk/busybox/manifests/v1",
+        &[("Authorization", &auth), ("Accept", ACCEPT_ALL)],
+        None,
+    );
+    assert_eq!(st, 200);
+    let digest = header(&h, "docker-content-digest").unwrap();
+    assert!(out.contains(&digest), "{out}");
+
+    // A second repository: the layer is mounted, not uploaded again.
+    let other = format!("{a}/dk/other:v1");
+    d.docker_ok(&["tag", &img, &other]);
+    let out = d.docker_ok(&["push", &other]);
+    assert!(
+        out.contains("Mounted from") || out.contains("already exists"),
+        "{out}"
+    );
+
+    // Pull back into an engine without the image, run it, RepoDigests names the digest.
+    d.docker_ok(&["rmi", &img, &other, &src]);
+    d.docker_ok(&["pull", &img]);
+    let rd = d.docker_ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &img]);
+    assert!(rd.contains(&format!("{a}/dk/busybox@{digest}")), "{rd}");
+    let out = d.docker_ok(&["run", "--rm", &img, "echo", "from-berth-registry"]);
+    assert_eq!(out.trim(), "from-berth-registry");
+    d.docker_ok(&["logout", &a]);
+}
