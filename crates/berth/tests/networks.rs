@@ -3,6 +3,8 @@
 //! User-defined networks, DNS and the network verbs are in `networks/user.rs`; engine restarts
 //! in `networks/restart.rs`.
 
+#[path = "networks/cli.rs"]
+mod cli;
 mod common;
 #[path = "networks/helpers.rs"]
 mod helpers;

@@ -158,6 +158,7 @@ async fn dispatch(c: &Client, cmd: Cmd) -> error::Result<i32> {
             ImageCmd::Pull(a) => commands::pull::pull(c, a).await,
         },
         Cmd::Volume { cmd } => crate::commands::volumes::run(c, cmd).await,
+        Cmd::Network { cmd } => crate::commands::network::run(c, cmd).await,
         Cmd::Run(a) => rn::run(c, a).await,
         Cmd::Create(a) => rn::create(c, a).await,
         Cmd::Start(a) => rn::start(c, a).await,

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod files;
 pub mod images;
 pub mod login;
+pub mod network;
 pub mod pull;
 pub mod push;
 pub mod run;

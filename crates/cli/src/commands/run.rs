@@ -278,6 +278,9 @@ pub fn build_create(
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         extra_hosts: nonempty(&a.add_host),
         dns: nonempty(&a.dns),
+        dns_search: nonempty(&a.dns_search),
+        dns_options: nonempty(&a.dns_option),
+        publish_all_ports: a.publish_all.then_some(true),
         shm_size: a.shm_size.as_deref().map(parse_size).transpose()?,
         ..Default::default()
     };
@@ -302,9 +305,23 @@ pub fn build_create(
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         host_config: Some(host),
+        networking_config: run_networking_config(a),
         ..Default::default()
     };
     Ok((body, a.name.clone()))
+}
+
+/// `--network-alias` and `--ip` as the endpoint config of the `--network` given.
+fn run_networking_config(a: &RunArgs) -> Option<bollard_stubs::models::NetworkingConfig> {
+    if a.network_alias.is_empty() && a.ip.is_none() {
+        return None;
+    }
+    let ep = super::network::endpoint_config(&a.network_alias, a.ip.as_deref());
+    let ep: bollard_stubs::models::EndpointSettings = serde_json::from_value(ep).ok()?;
+    let net = a.network.clone().unwrap_or_else(|| "default".into());
+    Some(bollard_stubs::models::NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(net, ep)])),
+    })
 }
 
 /// `busybox` → ("busybox", "latest"); keeps registries with ports and digests intact.
