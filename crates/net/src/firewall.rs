@@ -44,22 +44,41 @@ pub struct PortRule {
 
 pub struct Firewall {
     pub table: String,
+    /// The script of the last successful apply: an identical apply is skipped (one nft
+    /// transaction costs 10-20 ms, most container starts change nothing).
+    applied: std::sync::Mutex<Option<String>>,
 }
 
 impl Firewall {
     pub fn new(table: &str) -> Firewall {
         Firewall {
             table: table.to_string(),
+            applied: std::sync::Mutex::new(None),
         }
     }
-    /// Replace the table's content with rules for exactly these networks and ports.
+    /// Replace the table's content with rules for exactly these networks and ports. Skipped
+    /// when the rules equal those of the previous successful apply of this `Firewall` (see
+    /// [`Firewall::invalidate`]).
     pub fn apply(&self, nets: &[NetRules], ports: &[PortRule]) -> Result<()> {
         let script = self.render(nets, ports)?;
-        run_nft(&script)
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if applied.as_deref() == Some(script.as_str()) {
+            return Ok(());
+        }
+        *applied = None;
+        run_nft(&script)?;
+        *applied = Some(script);
+        Ok(())
+    }
+    /// Forget what was applied: the next [`Firewall::apply`] runs even if nothing changed
+    /// (e.g. when something else may have touched the table).
+    pub fn invalidate(&self) {
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
     /// Delete the table; absent is fine.
     pub fn remove(&self) -> Result<()> {
         check_name(&self.table, "table")?;
+        self.invalidate();
         // Declaring the table first makes the delete succeed when it is absent.
         run_nft(&format!(
             "table ip {t}\ndelete table ip {t}\n",

@@ -18,7 +18,7 @@ use futures_util::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     new_connection, Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
@@ -271,18 +271,19 @@ pub fn attach(ep: &Endpoint) -> Result<()> {
                 let idx = link_index(&h, &ep.ifname).await?.ok_or_else(|| {
                     NetError::Netlink(format!("{} missing in the namespace", ep.ifname))
                 })?;
-                h.address()
-                    .add(idx, IpAddr::V4(ep.address.addr), ep.address.prefix)
-                    .execute()
-                    .await
-                    .map_err(|e| nl(&format!("adding {}", ep.address), e))?;
                 // Not up in the creation message: veth_open() fails with ENOTCONN until both
-                // ends are registered.
+                // ends are registered. Up first: the kernel's link activation then runs while
+                // the address and the route are added.
                 h.link()
                     .set(LinkUnspec::new_with_index(idx).up().build())
                     .execute()
                     .await
                     .map_err(|e| nl(&format!("setting {} up", ep.ifname), e))?;
+                h.address()
+                    .add(idx, IpAddr::V4(ep.address.addr), ep.address.prefix)
+                    .execute()
+                    .await
+                    .map_err(|e| nl(&format!("adding {}", ep.address), e))?;
                 if let Some(gw) = ep.gateway {
                     let route = RouteMessageBuilder::<Ipv4Addr>::new()
                         .gateway(gw)
@@ -294,6 +295,7 @@ pub fn attach(ep: &Endpoint) -> Result<()> {
                         .await
                         .map_err(|e| nl(&format!("default route via {gw}"), e))?;
                 }
+                wait_ready(&h, idx, &ep.host_ifname).await;
                 Ok::<(), NetError>(())
             };
             if let Err(e) = inside.await {
@@ -355,6 +357,33 @@ pub fn time_setup(netns: &Path, ep: &Endpoint) -> Result<SetupTimings> {
     })
 }
 
+/// The kernel activates a new link (qdisc, bridge port forwarding) asynchronously in its
+/// linkwatch work after carrier-on; until then packets are dropped, and a container's first
+/// SYN or DNS query is lost (a 1 s or 5 s retry). Wait, briefly, until the container end is
+/// operationally up and the host end forwards on the bridge. Gives up silently after 1 s.
+async fn wait_ready(inside: &Handle, idx: u32, host_ifname: &str) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let state = format!("/sys/class/net/{host_ifname}/brport/state");
+    let oper = format!("/sys/class/net/{host_ifname}/operstate");
+    loop {
+        let host_ready = std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "3")
+            && std::fs::read_to_string(&oper).is_ok_and(|s| s.trim() == "up");
+        let mut links = inside.link().get().match_index(idx).execute();
+        let inside_ready = matches!(
+            links.try_next().await,
+            Ok(Some(m)) if m.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+        );
+        if host_ready && inside_ready {
+            return;
+        }
+        if Instant::now() > deadline {
+            tracing::debug!("link {host_ifname} not ready after 1 s; going on");
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
 // ---- helpers ----
 
 fn on_thread<T: Send + 'static>(
@@ -371,6 +400,7 @@ fn on_thread<T: Send + 'static>(
 fn block_on<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
     rt.block_on(fut)
 }

@@ -164,3 +164,25 @@ fn setup_timing() {
     }
     eprintln!("create_netns / attach / remove_netns: {times:?}");
 }
+
+/// The first packet right after attach must not be lost (a lost SYN costs 1 s, a lost DNS
+/// query 5 s): attach returns once the kernel has activated both ends.
+#[test]
+fn first_packet_after_attach_is_not_lost() {
+    let mut net = TestNet::new();
+    let l = std::net::TcpListener::bind((net.gateway, 0)).unwrap();
+    let to = l.local_addr().unwrap();
+    for i in 0..12u8 {
+        let a = net.container(2 + i);
+        let t = std::time::Instant::now();
+        let ok = in_ns(&a, move || {
+            std::net::TcpStream::connect_timeout(&to, Duration::from_millis(3000)).is_ok()
+        });
+        let took = t.elapsed();
+        assert!(ok, "connect {i} failed");
+        assert!(
+            took < Duration::from_millis(900),
+            "first SYN of {i} lost: {took:?}"
+        );
+    }
+}
