@@ -146,7 +146,8 @@ fn pid_uts_net_ipc_mount_namespaces() {
                   echo net=$(ls /sys/class/net); \
                   tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sed 's/^/dev=/'; \
                   for n in pid mnt uts ipc net; do echo ns=$(readlink /proc/self/ns/$n); done";
-    let (out, id) = run_bb(&d, &[], script);
+    // --network none: a namespace of its own with loopback only (the default bridge adds eth0).
+    let (out, id) = run_bb(&d, &["--network", "none"], script);
     assert!(out.status.success(), "{}", d.describe(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
