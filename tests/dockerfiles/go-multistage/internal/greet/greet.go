@@ -1,0 +1,4 @@
+package greet
+
+// Greeting is printed at start-up.
+const Greeting = "hello, builder"

@@ -1,0 +1,9 @@
+package greet
+
+import "testing"
+
+func TestGreeting(t *testing.T) {
+	if Greeting == "" {
+		t.Fatal("empty greeting")
+	}
+}
