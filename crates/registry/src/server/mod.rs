@@ -66,6 +66,9 @@ struct ServeArgs {
     log_level: String,
 }
 
+/// Limit for a client to send a request's headers (and to finish a TLS handshake).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The server's shared state.
 pub(crate) struct Registry {
     pub store: storage::Storage,
@@ -161,16 +164,23 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
             let res = match tls {
-                Some(acc) => match acc.accept(tcp).await {
-                    Ok(s) => {
+                Some(acc) => match tokio::time::timeout(HEADER_TIMEOUT, acc.accept(tcp)).await {
+                    Ok(Ok(s)) => {
                         builder
                             .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
                             .await
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::debug!("tls handshake with {peer}: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("tls handshake with {peer}: timed out");
                         return;
                     }
                 },

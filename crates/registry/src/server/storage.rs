@@ -20,6 +20,9 @@ use berth_store::{atomic, Digest};
 
 use super::error::{RegError, RegResult};
 
+/// Upload sessions untouched for this long are removed at start (as Docker's registry, a week).
+const UPLOAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 pub struct Storage {
     root: PathBuf,
 }
@@ -66,6 +69,7 @@ impl Storage {
             std::fs::create_dir_all(&d)?;
         }
         atomic::clean_temp(&s.blob_dir())?;
+        s.purge_uploads(UPLOAD_MAX_AGE);
         Ok(s)
     }
 
@@ -334,6 +338,24 @@ impl Storage {
 
     // Upload sessions.
 
+    /// Remove sessions whose data was not written for `max_age` (and malformed leftovers).
+    fn purge_uploads(&self, max_age: std::time::Duration) {
+        let Ok(rd) = std::fs::read_dir(self.root.join("uploads")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let stale = match std::fs::metadata(p.join("data")).and_then(|m| m.modified()) {
+                Ok(t) => t.elapsed().map(|a| a > max_age).unwrap_or(false),
+                Err(_) => true,
+            };
+            if stale {
+                tracing::info!("removing stale upload {p:?}");
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+
     pub fn upload_dir(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
     }
@@ -365,5 +387,47 @@ impl Storage {
 
     pub async fn remove_upload(&self, id: &str) {
         let _ = tokio::fs::remove_dir_all(self.upload_dir(id)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn layout_catalog_tags_and_cleanup() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Storage::open(d.path()).unwrap();
+        let m = s
+            .put_small_blob(bytes::Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        for repo in ["b/c", "a", "b"] {
+            s.link_manifest(repo, &m, "application/vnd.oci.image.manifest.v1+json")
+                .await
+                .unwrap();
+        }
+        s.set_tag("a", "v1", &m).await.unwrap();
+        s.set_tag("a", "v0", &m).await.unwrap();
+        assert_eq!(s.catalog().await.unwrap(), ["a", "b", "b/c"]);
+        assert_eq!(s.tags("a").await.unwrap().unwrap(), ["v0", "v1"]);
+        assert!(s.tags("zzz").await.unwrap().is_none());
+        assert_eq!(s.tag("a", "v1").await, Some(m.clone()));
+        assert!(s.delete_manifest("a", &m).await.unwrap());
+        assert_eq!(s.tags("a").await.unwrap().unwrap(), Vec::<String>::new());
+        assert!(s.manifest_type("a", &m).await.is_none());
+        assert!(s.manifest_type("b", &m).await.is_some());
+
+        // Leftovers of a crash: a temp blob goes, a fresh session stays, a broken one goes.
+        let id = s.new_upload("a").await.unwrap();
+        std::fs::write(s.blob_dir().join(".tmp-x"), b"partial").unwrap();
+        std::fs::create_dir(d.path().join("uploads/broken")).unwrap();
+        drop(s);
+        let s = Storage::open(d.path()).unwrap();
+        assert!(!s.blob_dir().join(".tmp-x").exists());
+        assert_eq!(s.upload_repo(&id).await.as_deref(), Some("a"));
+        assert!(!d.path().join("uploads/broken").exists());
+        s.purge_uploads(std::time::Duration::ZERO);
+        assert!(s.upload_repo(&id).await.is_none());
     }
 }
