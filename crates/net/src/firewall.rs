@@ -97,7 +97,8 @@ impl Firewall {
     /// - `forward` (filter): internal bridges reach nothing outside themselves; DNATed flows
     ///   are accepted; `icc` false drops bridge-to-same-bridge traffic (needs br_netfilter);
     ///   different bridges are isolated from each other.
-    /// - `input` (filter): internal bridges reach only the gateway's port 53 (and replies).
+    /// - `input` (filter): nothing from a bridge to 127.0.0.0/8 except replies of DNATed flows;
+    ///   internal bridges reach only the gateway's port 53 (and replies).
     pub fn render(&self, nets: &[NetRules], ports: &[PortRule]) -> Result<String> {
         check_name(&self.table, "table")?;
         for n in nets {
@@ -182,6 +183,17 @@ impl Firewall {
         }
         s.push_str("  }\n");
         s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+        // route_localnet on the bridges lets 127.0.0.0/8 through them (needed for the replies
+        // of 127.0.0.1:PORT connections): anything else to loopback from a bridge is dropped,
+        // so containers cannot reach services the host binds to 127.0.0.1.
+        for n in nets {
+            let br = &n.bridge;
+            let _ = writeln!(
+                s,
+                "    iifname \"{br}\" ip daddr 127.0.0.0/8 ct status dnat accept"
+            );
+            let _ = writeln!(s, "    iifname \"{br}\" ip daddr 127.0.0.0/8 drop");
+        }
         for n in nets.iter().filter(|n| n.internal) {
             let (br, gw) = (&n.bridge, n.gateway);
             let _ = writeln!(
