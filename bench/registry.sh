@@ -162,29 +162,41 @@ with open(out + "/oci-layout", "w") as f:
     f.write('{"imageLayoutVersion":"1.0.0"}')
 PY
 
-# Time a skopeo copy (ms into the results under LABEL KEY).
+# CPU time (user + system, ms) a process has used so far.
+cpu_ms() {
+    local f
+    read -ra f <"/proc/$1/stat"
+    # fields 14 and 15 (utime, stime) in clock ticks; the comm field has no spaces here
+    echo $(((f[13] + f[14]) * 1000 / $(getconf CLK_TCK)))
+}
+
+# Time a skopeo copy (ms into the results under LABEL KEY) and the CPU the server process
+# SERVER (a key of pid) spent on it (under LABEL KEY-cpu).
 timed_copy() {
-    local label=$1 key=$2 src=$3 dst=$4 t0 t1
+    local label=$1 key=$2 src=$3 dst=$4 server=$5 t0 t1 c0 c1
+    c0=$(cpu_ms "${pid[$server]}")
     t0=$(now_us)
     skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "$src" "$dst" >/dev/null
     t1=$(now_us)
+    c1=$(cpu_ms "${pid[$server]}")
     put "$label" "$key" $(((t1 - t0) / 1000))
+    put "$label" "$key-cpu" $((c1 - c0))
 }
 
 for i in $(seq 1 "$runs"); do
     echo "run $i/$runs" >&2
     for k in berth docker; do
         start "$k"
-        timed_copy "$k" push "oci:$tmp/layout:latest" "docker://127.0.0.1:${port[$k]}/bench/img:latest"
+        timed_copy "$k" push "oci:$tmp/layout:latest" "docker://127.0.0.1:${port[$k]}/bench/img:latest" "$k"
         rm -rf "$tmp/out"
-        timed_copy "$k" pull "docker://127.0.0.1:${port[$k]}/bench/img:latest" "dir:$tmp/out"
+        timed_copy "$k" pull "docker://127.0.0.1:${port[$k]}/bench/img:latest" "dir:$tmp/out" "$k"
         rm -rf "$tmp/out"
     done
     # The docker registry still holds the image: berth as a cache in front of it.
     start proxy
-    timed_copy berth proxy-cold "docker://127.0.0.1:${port[proxy]}/bench/img:latest" "dir:$tmp/out"
+    timed_copy berth proxy-cold "docker://127.0.0.1:${port[proxy]}/bench/img:latest" "dir:$tmp/out" proxy
     rm -rf "$tmp/out"
-    timed_copy berth proxy-warm "docker://127.0.0.1:${port[proxy]}/bench/img:latest" "dir:$tmp/out"
+    timed_copy berth proxy-warm "docker://127.0.0.1:${port[proxy]}/bench/img:latest" "dir:$tmp/out" proxy
     rm -rf "$tmp/out"
     stop proxy
 done
@@ -208,6 +220,9 @@ print("| | berth registry | docker-registry 2.8 |")
 print("|---|---|---|")
 print(f"| pull: `skopeo copy docker:// dir:` | {cell('berth', 'pull')} | {cell('docker', 'pull')} |")
 print(f"| push: `skopeo copy oci: docker://` (empty registry) | {cell('berth', 'push')} | {cell('docker', 'push')} |")
+print(f"| server CPU (user+sys) during the pull | {cell('berth', 'pull-cpu')} | {cell('docker', 'pull-cpu')} |")
+print(f"| server CPU (user+sys) during the push | {cell('berth', 'push-cpu')} | {cell('docker', 'push-cpu')} |")
 print(f"| pull through berth's cache of docker-registry, cold | {cell('berth', 'proxy-cold')} | |")
+print(f"| cache CPU (user+sys) during the cold pull | {cell('berth', 'proxy-cold-cpu')} | |")
 print(f"| the same pull again, warm | {cell('berth', 'proxy-warm')} | |")
 PY
