@@ -57,10 +57,6 @@ pub const RUNTIME_PATHS: &[&str] = &[
     "/sbin/docker-init",
 ];
 
-/// Up to this many regular files, each written file (and directory) is fsynced; above it, one
-/// `syncfs` of the layer store's filesystem is cheaper.
-const FSYNC_EACH_MAX: usize = 32;
-
 /// Gzip level of layer blobs: speed first (a build step's commit is on the critical path).
 const GZIP_LEVEL: u32 = 1;
 
@@ -143,6 +139,150 @@ fn count_files(nodes: &[walk::Node]) -> usize {
         .sum()
 }
 
+/// What [`commit_upper_with`] stores in the content store next to the layer directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlobFormat {
+    /// The tar gzip-compressed (Docker's commit; what a push sends). Compressed in a second
+    /// thread while the files are copied.
+    #[default]
+    Gzip,
+    /// The tar itself (as `import` stores layers): no compression cost, blob digest = diff id.
+    Tar,
+    /// No blob: only the layer directory (`LayerRef::blob` is None). A push recreates the blob
+    /// from the layer directory with [`write_diff`] (same bytes, same diff id).
+    None,
+}
+
+/// Options of [`commit_upper_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerOptions {
+    pub blob: BlobFormat,
+}
+
+/// Size of the chunks the tar is handed to the compressing thread in.
+const CHUNK: usize = 256 * 1024;
+
+/// A `Write` that hands the bytes to the gzip thread in chunks.
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        match &self.tx {
+            Some(tx) => tx
+                .send(chunk)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gzip thread")),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "gzip thread",
+            )),
+        }
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = b.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&b[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// The blob being written: where the tar bytes go, and how to finish it.
+enum BlobSink {
+    Gzip {
+        tx: ChunkSender,
+        worker: std::thread::JoinHandle<std::io::Result<(std::fs::File, Digest)>>,
+    },
+    Tar(BufWriter<std::fs::File>),
+    None,
+}
+
+impl Write for BlobSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            BlobSink::Gzip { tx, .. } => tx.write(b),
+            BlobSink::Tar(w) => w.write(b),
+            BlobSink::None => Ok(b.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            BlobSink::Gzip { tx, .. } => tx.flush(),
+            BlobSink::Tar(w) => w.flush(),
+            BlobSink::None => Ok(()),
+        }
+    }
+}
+
+impl BlobSink {
+    fn gzip(f: std::fs::File) -> BlobSink {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let worker = std::thread::spawn(move || {
+            let blob_w = DigestWriter::new(BufWriter::with_capacity(CHUNK, f));
+            let mut gz =
+                flate2::write::GzEncoder::new(blob_w, flate2::Compression::new(GZIP_LEVEL));
+            for chunk in rx {
+                gz.write_all(&chunk)?;
+            }
+            let (buf, d, _) = gz.finish()?.finish();
+            let f = buf.into_inner().map_err(|e| e.into_error())?;
+            Ok((f, d))
+        });
+        BlobSink::Gzip {
+            tx: ChunkSender {
+                buf: Vec::with_capacity(CHUNK),
+                tx: Some(tx),
+            },
+            worker,
+        }
+    }
+
+    /// The blob file and its digest (None for `BlobFormat::None`). `diff_id` is the digest of
+    /// the tar (the blob's own for `BlobFormat::Tar`).
+    fn finish(self, diff_id: &Digest) -> Result<Option<(std::fs::File, Digest)>> {
+        match self {
+            BlobSink::Gzip { mut tx, worker } => {
+                let sent = tx.send();
+                tx.tx = None;
+                let res = worker
+                    .join()
+                    .map_err(|_| EngineError::Internal("gzip thread panicked".into()))?
+                    .map_err(|e| io_err("gzip layer", e))?;
+                sent.map_err(|e| io_err("gzip layer", e))?;
+                Ok(Some(res))
+            }
+            BlobSink::Tar(w) => {
+                let f = w
+                    .into_inner()
+                    .map_err(|e| io_err("write layer blob", e.into_error()))?;
+                Ok(Some((f, diff_id.clone())))
+            }
+            BlobSink::None => Ok(None),
+        }
+    }
+}
+
+fn syncfs(fd: &std::os::fd::OwnedFd) -> Result<()> {
+    // SAFETY: valid fd.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
+        return Err(io_err("syncfs", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Turn the changes in `upper` into a new layer on top of `parent` (a chain id, None for a base
 /// layer): the blob goes to the content store (gzip, as Docker's commit), the unpacked layer to
 /// the layer store. Returns None when `upper` holds no change (Docker then records an empty
@@ -151,6 +291,21 @@ pub fn commit_upper(
     images: &ImageService,
     parent: Option<&Digest>,
     upper: &Path,
+) -> Result<Option<LayerRef>> {
+    commit_upper_with(images, parent, upper, &LayerOptions::default())
+}
+
+/// [`commit_upper`] with a choice of blob ([`BlobFormat::Tar`] or [`BlobFormat::None`] skip the
+/// compression, for build steps that want speed).
+///
+/// Durability: the blob and the layer's files are written without a sync each; one `syncfs`
+/// makes them durable before anything is published, the renames (blob, layer dir, info file)
+/// follow, and a second `syncfs` makes those durable before the caller records an image.
+pub fn commit_upper_with(
+    images: &ImageService,
+    parent: Option<&Digest>,
+    upper: &Path,
+    opts: &LayerOptions,
 ) -> Result<Option<LayerRef>> {
     let t0 = Instant::now();
     let nodes = Walker::new(Mode::Upper, RUNTIME_PATHS).collect(upper, &[])?;
@@ -163,7 +318,6 @@ pub fn commit_upper(
         }
     }
     let nfiles = count_files(&nodes);
-    let few = nfiles <= FSYNC_EACH_MAX;
 
     // The layer's files go straight into a temp dir of the layer store.
     let tmp_layer = images.layers.temp_dir()?;
@@ -172,80 +326,63 @@ pub fn commit_upper(
     let src = open_dir_path(upper).map_err(|e| io_err(format!("open {upper:?}"), e))?;
 
     // The blob: a temp file next to the blobs (removed by the content store's clean-up if we
-    // crash), gzip of the tar, hashed before and after compression.
+    // crash), hashed before (diff id) and after compression (blob digest).
     let probe = images.content.path(&Digest::of(b""));
     let blob_dir = probe
         .parent()
         .ok_or_else(|| EngineError::Internal("content store has no blob dir".into()))?
         .to_path_buf();
     let tmp_blob = blob_dir.join(format!("{}{}", atomic::TEMP_PREFIX, atomic::random_hex(8)));
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp_blob)
-        .map_err(|e| io_err(format!("create {tmp_blob:?}"), e))?;
-    let mut blob_guard = Cleanup(Some(tmp_blob.clone()));
-    let blob_w = DigestWriter::new(BufWriter::with_capacity(1 << 18, f));
-    let gz = flate2::write::GzEncoder::new(blob_w, flate2::Compression::new(GZIP_LEVEL));
-    let mut tar_w = DigestWriter::new(gz);
-
+    let mut blob_guard = Cleanup(None);
+    let sink = if opts.blob == BlobFormat::None {
+        BlobSink::None
+    } else {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp_blob)
+            .map_err(|e| io_err(format!("create {tmp_blob:?}"), e))?;
+        blob_guard.0 = Some(tmp_blob.clone());
+        match opts.blob {
+            BlobFormat::Gzip => BlobSink::gzip(f),
+            _ => BlobSink::Tar(BufWriter::with_capacity(CHUNK, f)),
+        }
+    };
+    let mut tar_w = DigestWriter::new(sink);
     let mirror = Mirror {
         root: root.try_clone().map_err(|e| io_err("dup layer dir", e))?,
-        files: Vec::new(),
-        dirs: Vec::new(),
-        keep_fds: few,
     };
     let mut em = Emitter::new(&mut tar_w, Some(mirror));
-    em.dir(&src, Some(&root), b"", &nodes)?;
-    em.finish().map_err(|e| io_err("write layer tar", e))?;
+    let walked = em
+        .dir(&src, Some(&root), b"", &nodes)
+        .and_then(|_| em.finish().map_err(|e| io_err("write layer tar", e)));
     let size = em.data_size;
-    let mirror = em.into_mirror();
-    let (gz, diff_id, _tar_len) = tar_w.finish();
-    let blob_w = gz.finish().map_err(|e| io_err("gzip layer", e))?;
-    let (buf, blob, _blob_len) = blob_w.finish();
-    let f = buf
-        .into_inner()
-        .map_err(|e| io_err("write layer blob", e.into_error()))?;
+    drop(em);
+    let (sink, diff_id, _tar_len) = tar_w.finish();
+    // Always stop the gzip thread, whatever happened to the walk.
+    let blob = sink.finish(&diff_id);
+    walked?;
+    let blob = blob?;
     let t_written = t0.elapsed();
 
-    // Durability of the files before anything is published.
-    f.sync_all().map_err(|e| io_err("fsync layer blob", e))?;
-    match mirror {
-        Some(m) if few => {
-            for x in &m.files {
-                x.sync_all().map_err(|e| io_err("fsync layer file", e))?;
+    // Barrier 1: the blob's and the layer's data are on disk before anything is published.
+    syncfs(&root)?;
+    let blob = match blob {
+        Some((f, digest)) => {
+            drop(f);
+            let blob_path = images.content.path(&digest);
+            let new_blob = !blob_path.exists();
+            if new_blob {
+                fs::rename(&tmp_blob, &blob_path)
+                    .map_err(|e| io_err(format!("rename {tmp_blob:?} to {blob_path:?}"), e))?;
+                blob_guard.0 = None;
             }
-            for d in &m.dirs {
-                // SAFETY: valid fd.
-                if unsafe { libc::fsync(d.as_raw_fd()) } != 0 {
-                    return Err(io_err("fsync layer dir", std::io::Error::last_os_error()));
-                }
-            }
-            // SAFETY: valid fd.
-            if unsafe { libc::fsync(root.as_raw_fd()) } != 0 {
-                return Err(io_err("fsync layer dir", std::io::Error::last_os_error()));
-            }
+            Some((digest, new_blob))
         }
-        _ => {
-            // SAFETY: valid fd.
-            if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
-                return Err(io_err("syncfs layer", std::io::Error::last_os_error()));
-            }
-        }
-    }
-    drop(f);
-
-    // Publish the blob, then the layer (its info file last).
-    let blob_path = images.content.path(&blob);
-    let new_blob = !blob_path.exists();
-    if new_blob {
-        fs::rename(&tmp_blob, &blob_path)
-            .map_err(|e| io_err(format!("rename {tmp_blob:?} to {blob_path:?}"), e))?;
-        blob_guard.0 = None;
-        atomic::sync_dir(&blob_dir)?;
-    }
+        None => None,
+    };
     let chain = chain_id(parent, &diff_id);
     let info = LayerInfo {
         chain_id: chain.clone(),
@@ -254,14 +391,21 @@ pub fn commit_upper(
         size,
     };
     layer_guard.0 = None;
-    let info = match images.layers.publish(&tmp_layer, info) {
-        Ok(i) => i,
-        Err(e) => {
-            if new_blob {
-                let _ = images.content.delete(&blob);
+    let published = images.layers.publish_unsynced(&tmp_layer, info);
+    // Barrier 2: the renames and the info file, before the caller records an image.
+    let synced = published
+        .as_ref()
+        .map_err(|_| ())
+        .and_then(|_| syncfs(&root).map_err(|_| ()));
+    let info = match (published, synced) {
+        (Ok(i), Ok(())) => i,
+        (Err(e), _) => {
+            if let Some((d, true)) = &blob {
+                let _ = images.content.delete(d);
             }
             return Err(e.into());
         }
+        (Ok(_), Err(())) => return Err(io_err("syncfs", std::io::Error::last_os_error())),
     };
     tracing::debug!(
         files = nfiles,
@@ -270,9 +414,14 @@ pub fn commit_upper(
         layer = %info.chain_id,
         "layer diff committed"
     );
+    let (blob, media_type) = match (blob, opts.blob) {
+        (Some((d, _)), BlobFormat::Gzip) => (Some(d), MEDIA_LAYER_GZIP),
+        (Some((d, _)), _) => (Some(d), crate::archive::MEDIA_LAYER_TAR),
+        (None, _) => (None, crate::archive::MEDIA_LAYER_TAR),
+    };
     Ok(Some(LayerRef {
-        blob: Some(blob),
-        media_type: MEDIA_LAYER_GZIP.to_string(),
+        blob,
+        media_type: media_type.to_string(),
         diff_id: info.diff_id,
         chain_id: info.chain_id,
         size: info.size,

@@ -150,6 +150,43 @@ impl LayerStore {
         Ok(info)
     }
 
+    /// [`publish`](Self::publish) without any fsync: the caller syncs the filesystem before
+    /// and after (one `syncfs` each instead of a sync per rename; a crash before the second
+    /// leaves at worst a temp dir or a layer without its info file, both removed at start).
+    pub fn publish_unsynced(&self, tmp: &Path, info: LayerInfo) -> Result<LayerInfo> {
+        if let Some(p) = &info.parent {
+            if !self.exists(p) {
+                let _ = fs::remove_dir_all(tmp);
+                return Err(StoreError::NotFound(format!("parent layer {p}")));
+            }
+        }
+        let dir = self.dir(&info.chain_id);
+        let flags = nix::fcntl::RenameFlags::RENAME_NOREPLACE;
+        match nix::fcntl::renameat2(None, tmp, None, &dir, flags) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) | Err(nix::errno::Errno::ENOTEMPTY) => {
+                fs::remove_dir_all(tmp).ctx(|| format!("remove {tmp:?}"))?;
+                if let Some(existing) = self.get(&info.chain_id)? {
+                    return Ok(existing);
+                }
+            }
+            Err(e) => {
+                return Err(StoreError::Io {
+                    context: format!("rename {tmp:?} to {dir:?}"),
+                    source: io::Error::from(e),
+                })
+            }
+        }
+        let path = self.info_path(&info.chain_id);
+        if !path.is_file() {
+            let json = serde_json::to_vec(&info).map_err(|e| StoreError::Db(e.to_string()))?;
+            let t = atomic::temp_path_for(&path);
+            fs::write(&t, &json).ctx(|| format!("write {t:?}"))?;
+            fs::rename(&t, &path).ctx(|| format!("rename {t:?}"))?;
+        }
+        Ok(info)
+    }
+
     pub fn get(&self, chain_id: &Digest) -> Result<Option<LayerInfo>> {
         let p = self.info_path(chain_id);
         let data = match fs::read(&p) {

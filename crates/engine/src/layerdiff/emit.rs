@@ -15,16 +15,10 @@ const BLOCK: usize = 512;
 /// Size of the buffer file data is read through.
 const COPY_BUF: usize = 256 * 1024;
 
-/// Where the files are copied to, next to the tar.
+/// Where the files are copied to, next to the tar (durability is the caller's: one syncfs).
 pub(crate) struct Mirror {
     /// The new layer's root directory.
     pub root: OwnedFd,
-    /// Regular files written (to choose per-file fsync or one syncfs).
-    pub files: Vec<File>,
-    /// Directories created (fsynced with the files when those are few).
-    pub dirs: Vec<OwnedFd>,
-    /// Keep descriptors of written files for a per-file fsync (small diffs).
-    pub keep_fds: bool,
 }
 
 pub(crate) struct Emitter<'w> {
@@ -133,10 +127,6 @@ impl<'w> Emitter<'w> {
             buf: Vec::new(),
             data_size: 0,
         }
-    }
-
-    pub fn into_mirror(self) -> Option<Mirror> {
-        self.mirror
     }
 
     fn header(&mut self, e: &Entry) -> io::Result<()> {
@@ -316,11 +306,6 @@ impl<'w> Emitter<'w> {
                         })?;
                     }
                     set_times(fd, None, &st, 0)?;
-                    if let Some(m) = self.mirror.as_mut() {
-                        if m.keep_fds {
-                            m.dirs.push(dd);
-                        }
-                    }
                 }
                 Ok(())
             }
@@ -439,11 +424,6 @@ impl<'w> Emitter<'w> {
         if let Some(f) = out {
             fix_meta(f.as_raw_fd(), &st, &xattrs)?;
             set_times(f.as_raw_fd(), None, &st, 0)?;
-            if let Some(m) = self.mirror.as_mut() {
-                if m.keep_fds {
-                    m.files.push(f);
-                }
-            }
         }
         Ok(())
     }

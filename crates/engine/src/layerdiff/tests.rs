@@ -4,9 +4,11 @@
 use super::*;
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::time::Instant;
 
 use crate::images::tests::service;
 
@@ -330,4 +332,157 @@ fn export_tree_does_not_follow_links() {
     let e = tar_entries(&out);
     assert_eq!(e.keys().collect::<Vec<_>>(), ["a", "esc", "f"]);
     assert!(!out.windows(11).any(|w| w == b"host secret"));
+}
+
+/// Timing of `commit_upper` (run with `--ignored --nocapture`): a build step's small diff, and
+/// a COPY-sized one (2000 files, 50 MB of incompressible data).
+#[test]
+#[ignore]
+fn bench_commit_upper() {
+    let d = tempfile::tempdir_in("/var/tmp").unwrap();
+    let svc = service(&d.path().join("s"));
+    let small = d.path().join("small");
+    fs::create_dir_all(small.join("etc")).unwrap();
+    fs::write(small.join("etc/hosts"), b"").unwrap();
+    fs::create_dir_all(small.join("app")).unwrap();
+    for i in 0..3 {
+        fs::write(small.join(format!("app/f{i}")), format!("data {i}\n")).unwrap();
+    }
+    let mut times = Vec::new();
+    for i in 0..5 {
+        fs::write(small.join("app/iter"), format!("{i}")).unwrap();
+        let t = Instant::now();
+        commit_upper(&svc, None, &small).unwrap().unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    eprintln!("small diff (5 files): {times:.2?} ms");
+    let big = d.path().join("big");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..2000 {
+        let dir = big.join(format!("d{}", i % 40));
+        fs::create_dir_all(&dir).unwrap();
+        let mut data = vec![0u8; 25_000];
+        for b in data.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        fs::write(dir.join(format!("f{i}")), &data).unwrap();
+    }
+    let mut plain = Vec::new();
+    let t = Instant::now();
+    write_diff(&big, &mut plain).unwrap();
+    let tar_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let l = commit_upper(&svc, None, &big).unwrap().unwrap();
+    let commit_ms = t.elapsed().as_secs_f64() * 1e3;
+    eprintln!(
+        "2000 files / 50 MB: tar only {tar_ms:.0} ms, commit_upper {commit_ms:.0} ms (size {})",
+        l.size
+    );
+    for blob in [BlobFormat::Tar, BlobFormat::None] {
+        let svc = service(&d.path().join(format!("{blob:?}")));
+        let t = Instant::now();
+        let l2 = commit_upper_with(&svc, None, &big, &LayerOptions { blob })
+            .unwrap()
+            .unwrap();
+        assert_eq!(l2.diff_id, l.diff_id);
+        eprintln!(
+            "2000 files / 50 MB, blob {blob:?}: {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn bench_parts() {
+    let d = tempfile::tempdir_in("/var/tmp").unwrap();
+    let mut data = vec![0u8; 50_000_000];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    for lvl in [0u32, 1] {
+        let t = Instant::now();
+        let mut gz = flate2::write::GzEncoder::new(std::io::sink(), flate2::Compression::new(lvl));
+        gz.write_all(&data).unwrap();
+        gz.finish().unwrap();
+        eprintln!(
+            "gzip level {lvl}: {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let t = Instant::now();
+    let _ = Digest::of(&data);
+    eprintln!("sha256: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    let t = Instant::now();
+    fs::write(d.path().join("f"), &data).unwrap();
+    eprintln!("write 50MB: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    let t = Instant::now();
+    File::open(d.path().join("f")).unwrap().sync_all().unwrap();
+    eprintln!("fsync 50MB: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    for _ in 0..3 {
+        let t = Instant::now();
+        fs::write(d.path().join("g"), b"x").unwrap();
+        File::open(d.path().join("g")).unwrap().sync_all().unwrap();
+        eprintln!("small fsync: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let f = File::open(d.path()).unwrap();
+        // SAFETY: valid fd.
+        unsafe { libc::syncfs(f.as_raw_fd()) };
+        eprintln!("syncfs: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+#[test]
+fn blob_formats_and_layer_dir_rediff() {
+    let d = tempfile::tempdir().unwrap();
+    let u = upper_fixture(d.path());
+    let svc = service(&d.path().join("s"));
+    let gz = commit_upper(&svc, None, &u).unwrap().unwrap();
+    // The layer dir written in the same pass gives the same tar again (what a push of a layer
+    // without a blob relies on).
+    let mut again = Vec::new();
+    let (rediff, _) = write_diff(&svc.layers.dir(&gz.chain_id), &mut again).unwrap();
+    assert_eq!(rediff, gz.diff_id);
+
+    let svc2 = service(&d.path().join("t"));
+    let tar = commit_upper_with(
+        &svc2,
+        None,
+        &u,
+        &LayerOptions {
+            blob: BlobFormat::Tar,
+        },
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(tar.diff_id, gz.diff_id);
+    assert_eq!(tar.blob.as_ref(), Some(&tar.diff_id));
+    assert_eq!(tar.media_type, crate::archive::MEDIA_LAYER_TAR);
+    assert_eq!(
+        Digest::of(&svc2.content.read(&tar.diff_id).unwrap()),
+        tar.diff_id
+    );
+
+    let svc3 = service(&d.path().join("n"));
+    let none = commit_upper_with(
+        &svc3,
+        None,
+        &u,
+        &LayerOptions {
+            blob: BlobFormat::None,
+        },
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(none.diff_id, gz.diff_id);
+    assert!(none.blob.is_none());
+    assert!(svc3.content.list().unwrap().is_empty());
+    assert!(svc3.layers.exists(&none.chain_id));
 }
