@@ -227,9 +227,10 @@ impl NetworkService {
         let hc = inp.host_config;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let extra = hc.extra_hosts.clone().unwrap_or_default();
+        // Regenerated at every start, before the container exists: plain writes (no fsync).
         let write = |hosts: &str, resolv: &str| -> Result<()> {
-            berth_store::atomic::write_file(&inp.dir.join("hosts"), hosts.as_bytes())?;
-            berth_store::atomic::write_file(&inp.dir.join("resolv.conf"), resolv.as_bytes())?;
+            std::fs::write(inp.dir.join("hosts"), hosts.as_bytes())?;
+            std::fs::write(inp.dir.join("resolv.conf"), resolv.as_bytes())?;
             Ok(())
         };
         match mode_of(hc) {
@@ -260,6 +261,7 @@ impl NetworkService {
             }
             Mode::Net(_) => {}
         }
+        let t0 = std::time::Instant::now();
         let _ops = lock(&self.ops);
         let mut att = self.attachment(inp.id).unwrap_or_else(|| Attachment {
             container_id: inp.id.to_string(),
@@ -288,6 +290,7 @@ impl NetworkService {
         std::fs::create_dir_all(self.netns_dir())?;
         let _ = berth_net::link::remove_netns(&netns);
         berth_net::link::create_netns(&netns).map_err(net_err)?;
+        let t_netns = t0.elapsed();
         let mut plugged: Vec<String> = Vec::new();
         let mut reservations = Vec::new();
         let result = (|| -> Result<()> {
@@ -305,16 +308,22 @@ impl NetworkService {
                 .first()
                 .map(|e| e.endpoint_id.clone())
                 .unwrap_or_default();
+            let t_plug = t0.elapsed();
             let (ports, held) = self.reserve_ports(&wishes, inp.name, &ep_id)?;
             att.ports = ports;
             reservations = held;
             att.netns = Some(netns.clone());
             att.running = true;
             self.save_attachment(&att)?;
+            let t_saved = t0.elapsed();
             lock(&self.state)
                 .reservations
                 .insert(inp.id.to_string(), std::mem::take(&mut reservations));
-            self.apply_firewall()?;
+            // The rules depend on networks and published ports only.
+            if !att.ports.is_empty() {
+                self.apply_firewall()?;
+            }
+            let t_fw = t0.elapsed();
             let first = att.endpoints.first();
             let own = first.and_then(|e| e.ip);
             let gw = first.and_then(|e| e.gateway);
@@ -327,6 +336,11 @@ impl NetworkService {
                 &files::hosts(own, inp.hostname, &aliases, &extra, gw)?,
                 &files::resolv_conf(&host_resolv, hc, if user_net { gw } else { None }),
             )?;
+            tracing::debug!(
+                container = %inp.id,
+                "network set-up: netns {t_netns:?}, plugged {t_plug:?}, recorded {t_saved:?}, firewall {t_fw:?}, files {:?}",
+                t0.elapsed()
+            );
             Ok(())
         })();
         if let Err(e) = result {
@@ -373,14 +387,17 @@ impl NetworkService {
             }
             ep.clear_live();
         }
+        let had_ports = !att.ports.is_empty();
         att.ports.clear();
         att.netns = None;
         att.running = false;
         if let Err(e) = self.save_attachment(&att) {
             tracing::warn!(container = %id, "recording network release: {e}");
         }
-        if let Err(e) = self.apply_firewall() {
-            tracing::warn!("firewall after releasing {id}: {e}");
+        if had_ports {
+            if let Err(e) = self.apply_firewall() {
+                tracing::warn!("firewall after releasing {id}: {e}");
+            }
         }
         self.refresh_dns(names);
     }
@@ -490,7 +507,7 @@ impl NetworkService {
             }
         }
         self.save_attachment(&att)?;
-        if att.running {
+        if att.running && !att.ports.is_empty() {
             if let Err(e) = self.apply_firewall() {
                 tracing::warn!("firewall after disconnect: {e}");
             }
