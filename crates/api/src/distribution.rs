@@ -125,7 +125,14 @@ async fn distribution_json(
     let t = target(&r, &options_of(&e.cfg.daemon));
     let reference = r.digest.clone().or(r.tag.clone()).unwrap_or_default();
     let mut last = None;
-    for ep in &t.endpoints {
+    let opts = options_of(&e.cfg.daemon);
+    let attempts: Vec<_> = t
+        .endpoints
+        .iter()
+        .flat_map(|ep| opts.candidates(ep))
+        .collect();
+    for (i, ep) in attempts.iter().enumerate() {
+        let more = i + 1 < attempts.len();
         let client = match RegistryClient::new(ep, credentials.clone()) {
             Ok(c) => c,
             Err(err) => {
@@ -154,6 +161,7 @@ async fn distribution_json(
                 .into_response());
             }
             Err(err) if ep.mirror => last = Some(err),
+            Err(err @ RegistryError::Transport(_)) if more => last = Some(err),
             Err(err) => {
                 last = Some(err);
                 break;

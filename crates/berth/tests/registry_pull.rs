@@ -263,3 +263,104 @@ fn docker_hub_names_go_to_the_configured_mirror() {
     assert_eq!(r.0, 200, "{}", r.1);
     assert!(r.1.contains(&digest), "{}", r.1);
 }
+
+/// `berth registry serve` with a self-signed certificate; killed and removed on drop.
+struct TlsRegistry {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    addr: String,
+}
+
+impl TlsRegistry {
+    fn start() -> TlsRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addr = format!("127.0.0.1:{}", registry::free_port());
+        let child = std::process::Command::new(common::berth_exe())
+            .args(["registry", "serve", "--addr", &addr, "--log-level", "warn"])
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "berth registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TlsRegistry { dir, child, addr }
+    }
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.dir.path();
+    }
+}
+
+#[test]
+fn a_tls_registry_on_loopback_is_reached_over_https() {
+    let d = TestDaemon::start();
+    let reg = TlsRegistry::start();
+    d.import_busybox("tls-src:1");
+    let archive = d.scratch_dir().join("tls-src.tar");
+    let archive = archive.to_str().unwrap();
+    d.docker_ok(&["save", "-o", archive, "tls-src:1"]);
+    let dest = format!("docker://{}/tls/bb:1", reg.addr);
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{archive}"))
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain HTTP fails to connect, HTTPS (loopback: certificate not verified) works.
+    let name = format!("{}/tls/bb:1", reg.addr);
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    let run = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "echo",
+        "over-tls",
+    ]);
+    assert_eq!(run.trim(), "over-tls");
+}

@@ -165,7 +165,14 @@ pub async fn pull(
     };
     let mut last_err = None;
     let mut chosen = None;
-    for ep in &t.endpoints {
+    // Each endpoint, and for insecure registries its other scheme when one fails to connect.
+    let attempts: Vec<_> = t
+        .endpoints
+        .iter()
+        .flat_map(|ep| opts.candidates(ep))
+        .collect();
+    for (i, ep) in attempts.iter().enumerate() {
+        let more = i + 1 < attempts.len();
         let creds = if ep.mirror {
             Credentials::Anonymous
         } else {
@@ -192,6 +199,10 @@ pub async fn pull(
             }
             Err(e) if ep.mirror => {
                 tracing::info!(mirror = %ep.base(), error = %e, "mirror failed, trying the next endpoint");
+                last_err = Some(e);
+            }
+            Err(e @ RegistryError::Transport(_)) if more => {
+                tracing::debug!(endpoint = %ep.base(), error = %e, "trying the next endpoint");
                 last_err = Some(e);
             }
             Err(e) => {

@@ -7,7 +7,8 @@
 //! - redirects are followed by hand (GET/HEAD only, at most [`MAX_REDIRECTS`]): credentials are
 //!   sent only to the registry's own host (scheme, host and port), never to a redirect target on
 //!   another host;
-//! - oci-client's reqwest/rustls/aws-lc stack is not compiled (aws-lc-sys alone is ~3 min of CPU).
+//! - oci-client's reqwest/rustls/aws-lc stack is not compiled (aws-lc-sys alone is ~3 min of CPU);
+//!   HTTPS is rustls with the ring provider that `berth registry serve` uses anyway ([`tls`]).
 //!
 //! Use: `RegistryClient::new(&endpoint, credentials)` for one registry endpoint (see
 //! [`RegistryOptions::endpoints`] for the endpoints of a registry host: mirrors first for
@@ -23,6 +24,7 @@ pub mod base64;
 pub mod blob;
 pub mod manifest;
 pub mod push;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -164,6 +166,8 @@ pub struct Endpoint {
     pub prefix: String,
     /// True for a docker.io mirror (failures fall through to the next endpoint).
     pub mirror: bool,
+    /// HTTPS without certificate verification (insecure registries, as Docker's).
+    pub skip_verify: bool,
 }
 
 impl Endpoint {
@@ -188,6 +192,7 @@ impl Endpoint {
             authority: authority.to_string(),
             prefix: prefix.to_string(),
             mirror: false,
+            skip_verify: false,
         })
     }
 
@@ -268,6 +273,7 @@ impl RegistryOptions {
                 authority: DOCKER_HUB_HOST.into(),
                 prefix: String::new(),
                 mirror: false,
+                skip_verify: false,
             });
             return out;
         }
@@ -281,8 +287,31 @@ impl RegistryOptions {
             authority: registry.to_string(),
             prefix: String::new(),
             mirror: false,
+            skip_verify: false,
         });
         out
+    }
+}
+
+impl RegistryOptions {
+    /// The ways to reach one endpoint of [`RegistryOptions::endpoints`], tried in order while the
+    /// previous one fails to connect: an insecure registry's plain-HTTP endpoint is also tried
+    /// over HTTPS without certificate verification (first for loopback hosts, which are usually
+    /// plain; Docker tries HTTPS first everywhere).
+    pub fn candidates(&self, ep: &Endpoint) -> Vec<Endpoint> {
+        if ep.scheme != "http" || ep.mirror || !self.is_insecure(&ep.authority) {
+            return vec![ep.clone()];
+        }
+        let mut tls = ep.clone();
+        tls.scheme = "https".into();
+        tls.skip_verify = true;
+        let host = host_of(&ep.authority);
+        let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|i| i.is_loopback());
+        if loopback {
+            vec![ep.clone(), tls]
+        } else {
+            vec![tls, ep.clone()]
+        }
     }
 }
 
@@ -330,7 +359,7 @@ impl Body {
     }
 }
 
-type HttpClient = Client<HttpConnector, BoxBody<Bytes, std::io::Error>>;
+type HttpClient = Client<tls::Connector, BoxBody<Bytes, std::io::Error>>;
 
 struct Inner {
     endpoint: Endpoint,
@@ -355,15 +384,14 @@ fn transport(e: impl std::fmt::Display, what: &str) -> RegistryError {
 
 impl RegistryClient {
     pub fn new(endpoint: &Endpoint, credentials: Credentials) -> Result<RegistryClient> {
-        if endpoint.scheme != "http" {
-            return Err(RegistryError::TlsUnsupported(endpoint.authority.clone()));
-        }
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_secs(15)));
+        let tls = tls::client_config(&endpoint.authority, endpoint.skip_verify)
+            .map_err(RegistryError::Transport)?;
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(conn);
+            .build(tls::Connector::new(conn, tls));
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 endpoint: endpoint.clone(),
@@ -417,14 +445,8 @@ impl RegistryClient {
         let uri: Uri = url
             .parse()
             .map_err(|e| RegistryError::Protocol(format!("invalid URL {url:?}: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(RegistryError::TlsUnsupported(
-                    uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-                ))
-            }
-            _ => return Err(RegistryError::Protocol(format!("unsupported URL {url:?}"))),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(RegistryError::Protocol(format!("unsupported URL {url:?}")));
         }
         let mut req = Request::builder()
             .method(method.clone())
