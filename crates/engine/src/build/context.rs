@@ -240,7 +240,7 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         for (p, d) in [
             ("Dockerfile", &b"FROM scratch\n"[..]),
-            (".dockerignore", b"*.tmp\n"),
+            (".dockerignore", b"**/*.tmp\n"),
             ("sub/x.tmp", b"1"),
         ] {
             let mut h = tar::Header::new_gnu();

@@ -724,8 +724,13 @@ impl Builder {
             self.stat_cache_ok,
             self.svc.clone(),
         );
+        let t0 = std::time::Instant::now();
         let hash = blocking(move || copy::hash_items(&it2, &svc.stat_cache, cacheable, Some(&ctx)))
             .await?;
+        tracing::debug!(
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "build: sources hashed"
+        );
         let text = format!("{keyword} {hash} in {dest_word} ");
         let plan = CopyPlan {
             dest,
@@ -783,7 +788,7 @@ impl Builder {
                 src_root = Some(root);
             }
             let preserve = cp.from_layers.is_some();
-            let layer = copy::write_step(&images, &layers, &d, |rootfs| {
+            let layer = copy::write_step(&images, &layers, &d, |rootfs, upper| {
                 let mut o = cp.opts.clone();
                 o.owner = match &cp.chown {
                     Some(spec) => Some(copy::parse_chown(rootfs, spec)?),
@@ -792,6 +797,7 @@ impl Builder {
                 };
                 copy::copy_into(
                     rootfs,
+                    Some(upper),
                     &cp.dest,
                     &items,
                     if preserve { None } else { Some(&ctx) },

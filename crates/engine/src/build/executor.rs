@@ -165,11 +165,18 @@ impl Builder {
             stat_cache_ok,
         };
         let res = b.build_all(&df).await;
+        // Unmount now; remove the step dirs (whole copies of what the steps wrote) after the
+        // answer, off the critical path.
         let _ = blocking(move || {
             for m in berth_store::overlay::mounts_under(&work) {
                 let _ = berth_store::overlay::unmount(&m);
             }
-            std::fs::remove_dir_all(&work).map_err(EngineError::from)
+            std::thread::spawn(move || {
+                if let Err(e) = std::fs::remove_dir_all(&work) {
+                    tracing::warn!("removing build dir {work:?}: {e}");
+                }
+            });
+            Ok(())
         })
         .await;
         res
@@ -470,6 +477,7 @@ impl Builder {
                 return Ok(());
             }
         }
+        let t0 = std::time::Instant::now();
         let mut parent = state.parent.clone();
         if let Some(a) = &plan.author {
             parent.blob.author = Some(a.clone());
@@ -494,7 +502,7 @@ impl Builder {
                 let d = self.step_dir();
                 let layers = state.parent.layers.clone();
                 blocking(move || {
-                    copy::write_step(&images, &layers, &d, |root| {
+                    copy::write_step(&images, &layers, &d, |root, _upper| {
                         berth_store::safepath::mkdir_all_in_root(
                             root,
                             std::path::Path::new(&dir),
@@ -506,6 +514,7 @@ impl Builder {
                 .await?
             }
         };
+        let t_action = t0.elapsed();
         let images = self.svc.images.clone();
         let db = self.svc.db.clone();
         let config = plan.config.clone();
@@ -518,6 +527,12 @@ impl Builder {
             Ok(next)
         })
         .await?;
+        tracing::debug!(
+            step = self.step,
+            action_ms = t_action.as_secs_f64() * 1e3,
+            commit_ms = (t0.elapsed() - t_action).as_secs_f64() * 1e3,
+            "build step executed"
+        );
         if let Some(cid) = removing {
             self.out.stream(format!(
                 "Removing intermediate container {}\n",
@@ -545,9 +560,8 @@ impl Builder {
         let mut roots = Vec::new();
         for b in binds {
             let d = self.step_dir();
-            let images = self.svc.images.clone();
             let lowers = b.lowers.clone();
-            let root = blocking(move || StepRoot::mount_dirs(&images, lowers, &d)).await?;
+            let root = blocking(move || StepRoot::mount_dirs(lowers, &d)).await?;
             let src = root.rootfs().join(b.subpath.trim_start_matches('/'));
             spec.binds.push(format!(
                 "{}:{}{}",
