@@ -1,7 +1,7 @@
 //! A build context read straight from a directory: the walk (with `.dockerignore` applied),
 //! COPY/ADD source resolution (globs, `..` refused, symlinks never followed out of the
-//! context) and content digests of source sets (contents, modes, owners, link targets and
-//! names — not mtimes), with a [`StatCache`] so that unchanged files are not re-hashed.
+//! context) and content digests of source sets (contents, modes, link targets and names — not
+//! mtimes, not owners), with a [`StatCache`] so that unchanged files are not re-hashed.
 //!
 //! File contents are always opened relative to the context's directory fd with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`: a path swapped for a symlink after the walk
@@ -429,9 +429,12 @@ impl Context {
     }
 
     /// Digest (`sha256:<hex>`) of what copying `matches` would produce: for every entry below
-    /// each match, its name (relative to the match, under the match's name), type, permission
-    /// bits, owner, and content digest or link target. `excludes` (COPY `--exclude`) are
-    /// applied to paths relative to each match. Not mtimes.
+    /// each match, its name (relative to the match, under the match's name), type and
+    /// permission bits, and content digest or link target. `excludes` (COPY `--exclude`) are
+    /// applied to paths relative to each match. Not mtimes, and not the context's owners: COPY
+    /// and ADD create files as 0:0 (or `--chown`) whatever the source's owner, and the docker
+    /// CLI's tar says 0:0 anyway, so a context read in place and the same context sent as a
+    /// tar give the same digest.
     pub fn digest(
         &self,
         matches: &[Match],
@@ -468,7 +471,7 @@ impl Context {
             for (rel, e) in g {
                 h.update(rel.as_bytes());
                 h.update(b"\0");
-                h.update(format!("{:o} {} {}\0", e.mode, e.uid, e.gid).as_bytes());
+                h.update(format!("{:o}\0", e.mode).as_bytes());
                 match &e.kind {
                     EntryKind::File => h.update(self.file_digest(e, cache)?),
                     EntryKind::Symlink(t) => {

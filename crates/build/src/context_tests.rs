@@ -260,3 +260,18 @@ fn stat_cache_persists_and_skips_unchanged_files() {
     assert_ne!(d2, d3);
     assert_eq!(c2.misses(), 1);
 }
+
+#[test]
+fn digest_ignores_owners() {
+    let dir = fixture();
+    let r = dir.path();
+    let d = || {
+        let ctx = Context::open(r).expect("open");
+        let m = ctx.resolve("a.txt").expect("a");
+        ctx.digest(&m, &Ignore::default(), &StatCache::in_memory())
+            .expect("digest")
+    };
+    let before = d();
+    std::os::unix::fs::lchown(r.join("a.txt"), Some(12345), Some(54321)).expect("chown");
+    assert_eq!(before, d());
+}
