@@ -75,18 +75,19 @@ impl Firewall {
     pub fn invalidate(&self) {
         *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
-    /// Delete the table; absent is fine.
+    /// Delete the table (both families); absent is fine.
     pub fn remove(&self) -> Result<()> {
         check_name(&self.table, "table")?;
         self.invalidate();
         // Declaring the table first makes the delete succeed when it is absent.
         run_nft(&format!(
-            "table ip {t}\ndelete table ip {t}\n",
+            "table ip {t}\ndelete table ip {t}\ntable bridge {t}\ndelete table bridge {t}\n",
             t = self.table
         ))
     }
 
-    /// The `nft -f` script [`Firewall::apply`] runs: one transaction that (re)creates the table.
+    /// The `nft -f` script [`Firewall::apply`] runs: one transaction that (re)creates the table
+    /// (and a `bridge` family table of the same name, only for `icc` false).
     ///
     /// - `prerouting`/`output` (nat): packets to a local address (`fib daddr type local`) go
     ///   through `ports`, which DNATs each published port (only for its host address if one is
@@ -100,6 +101,17 @@ impl Firewall {
     /// - `input` (filter): nothing from a bridge to 127.0.0.0/8 except replies of DNATed flows;
     ///   internal bridges reach only the gateway's port 53 (and replies).
     pub fn render(&self, nets: &[NetRules], ports: &[PortRule]) -> Result<String> {
+        self.render_for(nets, ports, br_netfilter_active())
+    }
+
+    /// [`Firewall::render`] for a host with or without br_netfilter (bridged IPv4 frames going
+    /// through the ip family's hooks, `net.bridge.bridge-nf-call-iptables` = 1).
+    pub fn render_for(
+        &self,
+        nets: &[NetRules],
+        ports: &[PortRule],
+        br_netfilter: bool,
+    ) -> Result<String> {
         check_name(&self.table, "table")?;
         for n in nets {
             check_name(&n.bridge, "bridge")?;
@@ -205,8 +217,39 @@ impl Firewall {
             let _ = writeln!(s, "    iifname \"{br}\" drop");
         }
         s.push_str("  }\n}\n");
+
+        // `icc` false without br_netfilter: frames bridged between two ports never reach the
+        // ip family's forward hook, so drop them in a bridge-family table of the same name.
+        let _ = writeln!(s, "table bridge {t}");
+        let _ = writeln!(s, "delete table bridge {t}");
+        // (With br_netfilter the ip family's forward rule above sees bridged frames, and a
+        // DNATed hairpin flow is bridged directly: the bridge table would drop it.)
+        let no_icc: Vec<&NetRules> = if br_netfilter {
+            Vec::new()
+        } else {
+            nets.iter().filter(|n| !n.icc).collect()
+        };
+        if !no_icc.is_empty() {
+            let _ = writeln!(s, "table bridge {t} {{");
+            s.push_str(
+                "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
+            );
+            for n in no_icc {
+                // (meta ibrname needs nft_meta_bridge, missing on some kernels: match the
+                // subnet on both ends instead; traffic to the gateway is not bridged.)
+                let sub = n.subnet.network();
+                let _ = writeln!(s, "    ip saddr {sub} ip daddr {sub} drop");
+            }
+            s.push_str("  }\n}\n");
+        }
         Ok(s)
     }
+}
+
+fn br_netfilter_active() -> bool {
+    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
 }
 
 /// Names that go into the script unquoted or quoted: letters, digits, `_ - .` only.

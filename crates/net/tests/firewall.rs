@@ -82,6 +82,31 @@ fn apply_replace_remove() {
     fw.remove().unwrap();
     assert!(list(&table).is_none());
     fw.remove().unwrap();
+    // Without br_netfilter, icc false needs a bridge-family table; the script is valid for
+    // this kernel (nft -c: checked, not applied).
+    let mut no_icc = rules(&net, false);
+    no_icc.icc = false;
+    let script = fw.render_for(&[no_icc.clone()], &[], false).unwrap();
+    let want = format!(
+        "table bridge {table} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ip saddr {} ip daddr {} drop",
+        net.subnet, net.subnet
+    );
+    assert!(script.contains(&want), "{script}");
+    let with_br_nf = fw.render_for(&[no_icc], &[], true).unwrap();
+    assert!(!with_br_nf.contains(&format!("table bridge {table} {{")));
+    let mut c = Command::new("nft")
+        .args(["-c", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success(), "{script}");
+    assert!(list(&table).is_none());
     // Bad input is refused without touching the kernel.
     let mut bad = rules(&net, false);
     bad.bridge = "x\" accept".into();
@@ -265,4 +290,40 @@ fn apply_timing() {
     let t = std::time::Instant::now();
     fw.remove().unwrap();
     eprintln!("Firewall::remove: {:?}", t.elapsed());
+}
+
+#[test]
+fn icc_false_blocks_containers_of_one_bridge() {
+    let mut net = TestNet::new();
+    let table = net.table();
+    let a = net.container(2);
+    let b = net.container(3);
+    assert!(ping(&a, net.ip(3)));
+    let mut r = rules(&net, false);
+    r.icc = false;
+    let fw = Firewall::new(&table);
+    fw.apply(&[r], &[]).unwrap();
+    assert!(!ping(&a, net.ip(3)), "icc=false: a reached b");
+    assert!(ping(&a, net.gateway), "the gateway stays reachable");
+    // Published ports still work between them (through the host).
+    echo_server(&b, net.ip(3), 7004);
+    let hp = free_port();
+    let mut r = rules(&net, false);
+    r.icc = false;
+    fw.apply(
+        &[r],
+        &[PortRule {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: hp,
+            container_ip: net.ip(3),
+            container_port: 7004,
+        }],
+    )
+    .unwrap();
+    let via = SocketAddr::from((net.gateway, hp));
+    assert_eq!(
+        tcp_exchange(Some(&a), via, b"i").expect("published"),
+        b"echo:i"
+    );
 }

@@ -112,10 +112,12 @@ impl TestNet {
 impl Drop for TestNet {
     fn drop(&mut self) {
         for t in &self.tables {
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", t])
-                .stderr(std::process::Stdio::null())
-                .status();
+            for family in ["ip", "bridge"] {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", family, t])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
         }
         for ns in &self.netns {
             let _ = link::remove_netns(ns);
