@@ -427,3 +427,58 @@ fn pulled_images_push_back_in_their_own_format() {
         assert_eq!(raw["layers"][0]["digest"], src_raw["layers"][0]["digest"]);
     }
 }
+
+#[test]
+fn large_layers_stream_in_chunks_and_known_layers_are_not_sent_again() {
+    let reg = Registry::start();
+    let d = TestDaemon::start();
+    // 20 MB of incompressible data: several 8 MiB chunks while compressing, and two 16 MiB
+    // PATCHes when pushed again from the stored gzip.
+    let mut data = vec![0u8; 20 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let tar = common::registry::layer_tar(&[("big.bin", &data)]);
+    let tar_path = d.scratch_dir().join("big.tar");
+    fs::write(&tar_path, &tar).expect("write tar");
+    let name = format!("{}/big-{}", reg.addr(), random_hex(6));
+    d.docker_ok(&["import", &tar_path.to_string_lossy(), &format!("{name}:1")]);
+    let id = image_id(&d, &format!("{name}:1"));
+    let out = push_out(&d, "docker", &["push", &format!("{name}:1")]);
+    assert!(out.contains(": Pushed"), "{out}");
+    let repo = name.split_once('/').expect("repo").1;
+    let raw = skopeo_inspect(&reg, &format!("{repo}:1"), true);
+    let layer = raw["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let blob = reg.get_blob(repo, &layer);
+    assert_eq!(common::registry::sha256_digest(&blob), layer);
+    assert!(blob.len() > 16 << 20, "{}", blob.len());
+
+    // A second registry: the stored gzip goes up in 16 MiB chunks; pulled back intact.
+    let reg2 = Registry::start();
+    let name2 = format!("{}/big", reg2.addr());
+    d.docker_ok(&["tag", &format!("{name}:1"), &format!("{name2}:1")]);
+    let out = push_out(&d, "docker", &["push", &format!("{name2}:1")]);
+    assert!(out.contains(": Pushed"), "{out}");
+    let raw2 = skopeo_inspect(&reg2, "big:1", true);
+    assert_eq!(raw2["layers"][0]["digest"], layer.as_str());
+    let d2 = TestDaemon::start();
+    d2.docker_ok(&["pull", &format!("{name2}:1")]);
+    assert_eq!(image_id(&d2, &format!("{name2}:1")), id);
+
+    // The image removed (its gzip with it) and imported again: the layer is known to be in the
+    // registry as that digest, so nothing is compressed or sent.
+    d.docker_ok(&["rmi", &format!("{name}:1"), &format!("{name2}:1")]);
+    d.docker_ok(&["import", &tar_path.to_string_lossy(), &format!("{name}:2")]);
+    let out = push_out(&d, "docker", &["push", &format!("{name}:2")]);
+    assert!(out.contains("Layer already exists"), "{out}");
+    assert!(!out.contains(": Pushed"), "{out}");
+    let raw = skopeo_inspect(&reg, &format!("{repo}:2"), true);
+    assert_eq!(raw["layers"][0]["digest"], layer.as_str());
+}

@@ -33,6 +33,8 @@ use crate::{EngineError, Result};
 
 /// Blob digest hex → `["<registry>/<repository>", ...]` that are known to hold it.
 pub const BLOB_SOURCES_TABLE: &str = "blob_sources";
+/// Diff id hex → the digest of the compressed blob it was last pushed as.
+pub const PUSHED_DIFF_IDS_TABLE: &str = "pushed_diff_ids";
 /// How many sources are remembered per blob.
 const MAX_SOURCES: usize = 8;
 /// Layers uploaded at the same time (Docker's max-concurrent-uploads is 5).
@@ -327,49 +329,200 @@ impl Drop for CompressGuard {
     }
 }
 
-/// The compressed blob of layer `idx` of `rec`: the stored one when it is compressed, else a
-/// gzip of the stored tar, made once (then every image record using the tar points at the
-/// gzip). Blocking.
-fn compressed_blob(images: &ImageService, rec: &ImageRecord, idx: usize) -> Result<PushBlob> {
+/// Where a layer's blob comes from.
+enum Source {
+    /// A compressed blob in the content store, ready to push.
+    Ready(PushBlob),
+    /// An uncompressed tar in the content store (`src`), to gzip first.
+    Raw { src: Digest, diff_id: Digest },
+}
+
+/// Pick the blob of layer `idx` of `rec` (the caller holds its [`CompressGuard`]): the layer's
+/// own, else that of another image with the same diff id (a pull skips layers already present
+/// and may record none), else the layer directory written again. Blocking.
+fn select_source(images: &ImageService, rec: &ImageRecord, idx: usize) -> Result<Source> {
     let wanted = &rec.layers[idx];
-    let _guard = CompressGuard::acquire(wanted.diff_id.hex());
     // The current record: another push may have compressed the layer since `rec` was read.
     let l = images
         .get_raw(&rec.id)?
         .and_then(|c| c.layers.into_iter().find(|c| c.diff_id == wanted.diff_id))
         .unwrap_or_else(|| wanted.clone());
-    // The blob to start from: the layer's own, else that of another image with the same diff
-    // id (a pull skips layers already present and may record none).
     let own = l.blob.clone().filter(|b| images.content.exists(b));
     let (src, media) = match own.clone() {
         Some(b) => (b, l.media_type.clone()),
         None => match blob_of_diff_id(images, &l.diff_id)? {
             Some(found) => found,
-            None => return blob_from_layer_dir(images, &l),
+            None => return blob_from_layer_dir(images, &l).map(Source::Ready),
         },
     };
-    let mut f = BufReader::with_capacity(256 << 10, images.content.open_blob(&src)?);
-    let comp = berth_store::compress::detect(&mut f)?;
-    if comp != berth_store::compress::Compression::None {
-        let size = images.content.size(&src)?;
-        if own.as_ref() != Some(&src) {
-            adopt_blob(images, &l.diff_id, None, &src, &media)?;
+    let mut f = BufReader::new(images.content.open_blob(&src)?);
+    if berth_store::compress::detect(&mut f)? == berth_store::compress::Compression::None {
+        // Another image may hold this layer compressed already (an earlier push): use that.
+        if let Some((gz, media)) = compressed_blob_of_diff_id(images, &l.diff_id)? {
+            adopt_blob(images, &l.diff_id, Some(&src), &gz, &media)?;
+            return Ok(Source::Ready(PushBlob {
+                size: images.content.size(&gz)?,
+                digest: gz,
+                media_type: media,
+            }));
         }
-        return Ok(PushBlob {
-            digest: src,
-            size,
-            media_type: media,
+        return Ok(Source::Raw {
+            src,
+            diff_id: l.diff_id.clone(),
         });
     }
-    let enc = flate2::read::GzEncoder::new(f, flate2::Compression::fast());
-    let mut enc: Box<dyn Read> = Box::new(enc);
-    let (gz, size) = images.content.ingest(&mut enc, None)?;
-    adopt_blob(images, &l.diff_id, Some(&src), &gz, DOCKER_LAYER_GZIP)?;
+    let size = images.content.size(&src)?;
+    if own.as_ref() != Some(&src) {
+        adopt_blob(images, &l.diff_id, None, &src, &media)?;
+    }
+    Ok(Source::Ready(PushBlob {
+        digest: src,
+        size,
+        media_type: media,
+    }))
+}
+
+/// The compressed blob of layer `idx` of `rec`: the stored one when it is compressed, else a
+/// gzip of the stored tar, made once (then every image record using the tar points at the
+/// gzip). Blocking. (The push itself streams: [`stream_layer`].)
+#[cfg(test)]
+fn compressed_blob(images: &ImageService, rec: &ImageRecord, idx: usize) -> Result<PushBlob> {
+    let _guard = CompressGuard::acquire(rec.layers[idx].diff_id.hex());
+    match select_source(images, rec, idx)? {
+        Source::Ready(b) => Ok(b),
+        Source::Raw { src, diff_id } => gzip_into_store(images, &src, &diff_id, |_| Ok(())),
+    }
+}
+
+/// Gzip the stored tar `src` into the content store, handing every compressed chunk to `sink`
+/// as it is made (an error from it aborts, nothing stored), then point the layers at the gzip.
+fn gzip_into_store(
+    images: &ImageService,
+    src: &Digest,
+    diff_id: &Digest,
+    sink: impl FnMut(Piece) -> Result<()>,
+) -> Result<PushBlob> {
+    let total = images.content.size(src)?;
+    let file = BufReader::with_capacity(256 << 10, images.content.open_blob(src)?);
+    let counted = Counted {
+        inner: file,
+        n: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let consumed = counted.n.clone();
+    let enc = flate2::read::GzEncoder::new(counted, flate2::Compression::fast());
+    let mut tee = Tee {
+        inner: enc,
+        buf: Vec::with_capacity(STREAM_CHUNK),
+        sink,
+        consumed,
+        total,
+        failed: None,
+    };
+    let res = images.content.ingest(&mut tee, None);
+    if let Some(e) = tee.failed.take() {
+        return Err(e);
+    }
+    let (gz, size) = res?;
+    adopt_blob(images, diff_id, Some(src), &gz, DOCKER_LAYER_GZIP)?;
     Ok(PushBlob {
         digest: gz,
         size,
         media_type: DOCKER_LAYER_GZIP.to_string(),
     })
+}
+
+/// Compressed bytes per chunk of a streamed (compress-while-uploading) layer.
+const STREAM_CHUNK: usize = 8 << 20;
+
+/// What the compressing thread hands the uploader.
+enum Piece {
+    /// Compressed bytes, with (uncompressed bytes read, uncompressed total) for progress.
+    Chunk(Bytes, u64, u64),
+    /// The blob is complete and stored (all chunks were sent before).
+    Done(PushBlob),
+    /// Nothing to compress: the layer already has this compressed blob.
+    Ready(PushBlob),
+}
+
+/// A reader counting the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    n: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n
+            .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+/// A reader that also hands what passes through it to a sink, in chunks of [`STREAM_CHUNK`].
+struct Tee<R, F> {
+    inner: R,
+    buf: Vec<u8>,
+    sink: F,
+    consumed: Arc<std::sync::atomic::AtomicU64>,
+    total: u64,
+    failed: Option<EngineError>,
+}
+
+impl<R: Read, F: FnMut(Piece) -> Result<()>> Tee<R, F> {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(STREAM_CHUNK),
+        ));
+        let done = self.consumed.load(std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = (self.sink)(Piece::Chunk(data, done, self.total)) {
+            let msg = e.to_string();
+            self.failed = Some(e);
+            return Err(std::io::Error::other(msg));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read, F: FnMut(Piece) -> Result<()>> Read for Tee<R, F> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(out)?;
+        if k == 0 {
+            self.flush_chunk()?;
+            return Ok(0);
+        }
+        self.buf.extend_from_slice(&out[..k]);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(k)
+    }
+}
+
+/// The compressing side of a streamed layer push (a blocking thread): sends the chunks, then
+/// `Done`, or `Ready` when the layer needs no compression.
+fn stream_layer(
+    images: &ImageService,
+    rec: &ImageRecord,
+    idx: usize,
+    tx: &Sender<Result<Piece>>,
+) -> Result<()> {
+    let _guard = CompressGuard::acquire(rec.layers[idx].diff_id.hex());
+    let send = |p: Piece| {
+        tx.blocking_send(Ok(p))
+            .map_err(|_| EngineError::Internal("push cancelled".into()))
+    };
+    match select_source(images, rec, idx)? {
+        Source::Ready(b) => send(Piece::Ready(b)),
+        Source::Raw { src, diff_id } => {
+            let b = gzip_into_store(images, &src, &diff_id, send)?;
+            send(Piece::Done(b))
+        }
+    }
 }
 
 /// A stored blob (and its media type) of any image's layer with this diff id.
@@ -385,6 +538,38 @@ fn blob_of_diff_id(images: &ImageService, diff_id: &Digest) -> Result<Option<(Di
         }
     }
     Ok(None)
+}
+
+/// A stored compressed blob of any image's layer with this diff id.
+fn compressed_blob_of_diff_id(
+    images: &ImageService,
+    diff_id: &Digest,
+) -> Result<Option<(Digest, String)>> {
+    for (_, r) in images.db.list::<ImageRecord>(IMAGES_TABLE)? {
+        for l in r.layers {
+            if l.diff_id != *diff_id {
+                continue;
+            }
+            let Some(b) = l.blob.filter(|b| images.content.exists(b)) else {
+                continue;
+            };
+            let mut f = BufReader::new(images.content.open_blob(&b)?);
+            if berth_store::compress::detect(&mut f)? != berth_store::compress::Compression::None {
+                return Ok(Some((b, l.media_type)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The compressed digest a layer was last pushed as (Docker's diff id → digest mapping).
+fn pushed_digest_of(images: &ImageService, diff_id: &Digest) -> Option<Digest> {
+    images
+        .db
+        .get::<String>(PUSHED_DIFF_IDS_TABLE, diff_id.hex())
+        .ok()
+        .flatten()
+        .and_then(|s| Digest::parse(&s).ok())
 }
 
 /// No stored tar of the layer anywhere: write it again from the layer directory (gzip) and use
@@ -645,13 +830,20 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
         .to_string();
     let rd = format!("{familiar_name}@{digest}");
     let (registry, repository) = (ctx.registry.clone(), ctx.repository.clone());
-    let sources: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+    let sources: Vec<(Digest, Digest)> = blobs
+        .iter()
+        .zip(rec.layers.iter())
+        .map(|(b, l)| (b.digest.clone(), l.diff_id.clone()))
+        .collect();
     blocking(move || {
         im.add_repo_digest(&id, &rd)?;
         record_blob_source(&im, &id, &registry, &repository)?;
-        for d in &sources {
+        let mut b = Batch::default();
+        for (d, diff_id) in &sources {
             record_blob_source(&im, d, &registry, &repository)?;
+            b.put(PUSHED_DIFF_IDS_TABLE, diff_id.hex(), &d.to_string())?;
         }
+        im.db.write(b)?;
         Ok(())
     })
     .await?;
@@ -668,12 +860,113 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
     Ok(())
 }
 
-/// Push one layer: exists, mount, or upload. Returns the blob as it is in the registry.
+/// Push one layer: exists, mount, or upload; a layer stored uncompressed is gzipped and
+/// uploaded at the same time (its digest is known only at the end, so no HEAD or mount first,
+/// as Docker without a digest mapping).
 async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Result<PushBlob> {
     let id = rec.layers[idx].diff_id.short().to_string();
     let creds = &ctx.credentials;
+    // Pushed before as a digest the registry still has: nothing to compress or send.
+    let (im, diff_id) = (ctx.images.clone(), rec.layers[idx].diff_id.clone());
+    if let Some(d) = blocking(move || Ok(pushed_digest_of(&im, &diff_id))).await? {
+        let local = ctx.images.content.exists(&d);
+        if !local {
+            if let Some(size) = ctx
+                .client
+                .blob_exists(&ctx.repository, &d.to_string())
+                .await
+                .map_err(|e| registry_error(e, creds))?
+            {
+                send(&ctx.tx, layer_status(&id, "Layer already exists")).await?;
+                return Ok(PushBlob {
+                    digest: d,
+                    size,
+                    media_type: DOCKER_LAYER_GZIP.to_string(),
+                });
+            }
+        }
+    }
+    let (ptx, mut prx) = tokio::sync::mpsc::channel::<Result<Piece>>(1);
     let (im, r2) = (ctx.images.clone(), rec.clone());
-    let blob = blocking(move || compressed_blob(&im, &r2, idx)).await?;
+    let worker = tokio::task::spawn_blocking(move || {
+        if let Err(e) = stream_layer(&im, &r2, idx, &ptx) {
+            let _ = ptx.blocking_send(Err(e));
+        }
+    });
+    let first = match prx.recv().await {
+        Some(p) => p?,
+        None => {
+            let _ = worker.await;
+            return Err(EngineError::Internal(
+                "push: the layer reader stopped".into(),
+            ));
+        }
+    };
+    let (mut data, mut done, mut total) = match first {
+        Piece::Ready(blob) => return push_ready_layer(ctx, &id, blob).await,
+        Piece::Done(blob) => return upload_whole(ctx, &id, blob).await,
+        Piece::Chunk(d, n, t) => (d, n, t),
+    };
+    let mut loc = ctx
+        .client
+        .start_upload(&ctx.repository)
+        .await
+        .map_err(|e| registry_error(e, creds))?;
+    let mut offset = 0u64;
+    loop {
+        let len = data.len() as u64;
+        loc = ctx
+            .client
+            .patch_chunk(&ctx.repository, &loc, offset, data)
+            .await
+            .map_err(|e| registry_error(e, creds))?;
+        offset += len;
+        send(
+            &ctx.tx,
+            json!({
+                "status": "Pushing",
+                "progressDetail": {"current": done, "total": total},
+                "progress": progress_bar(done, total),
+                "id": id,
+            }),
+        )
+        .await?;
+        match prx.recv().await {
+            Some(Ok(Piece::Chunk(d, n, t))) => (data, done, total) = (d, n, t),
+            Some(Ok(Piece::Done(blob))) => {
+                ctx.client
+                    .finish_upload(
+                        &ctx.repository,
+                        &loc,
+                        &blob.digest.to_string(),
+                        Bytes::new(),
+                    )
+                    .await
+                    .map_err(|e| registry_error(e, creds))?;
+                send(&ctx.tx, layer_status(&id, "Pushed")).await?;
+                return Ok(blob);
+            }
+            Some(Ok(Piece::Ready(_))) => {
+                return Err(EngineError::Internal("push: unexpected layer state".into()))
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(EngineError::Internal(
+                    "push: the layer compressor stopped".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A layer compressed in one piece (small): upload it whole.
+async fn upload_whole(ctx: &Arc<Ctx>, id: &str, blob: PushBlob) -> Result<PushBlob> {
+    upload_blob(ctx, id, blob, None).await
+}
+
+/// A layer with a known compressed blob: exists, mount, or upload.
+async fn push_ready_layer(ctx: &Arc<Ctx>, id: &str, blob: PushBlob) -> Result<PushBlob> {
+    let creds = &ctx.credentials;
     let d = blob.digest.to_string();
     if ctx
         .client
@@ -682,7 +975,7 @@ async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Resul
         .map_err(|e| registry_error(e, creds))?
         .is_some()
     {
-        send(&ctx.tx, layer_status(&id, "Layer already exists")).await?;
+        send(&ctx.tx, layer_status(id, "Layer already exists")).await?;
         return Ok(blob);
     }
     let mut session = None;
@@ -696,7 +989,7 @@ async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Resul
     for from in candidates {
         match ctx.client.mount_blob(&ctx.repository, &d, &from).await {
             Ok(Mount::Mounted) => {
-                send(&ctx.tx, layer_status(&id, &format!("Mounted from {from}"))).await?;
+                send(&ctx.tx, layer_status(id, &format!("Mounted from {from}"))).await?;
                 return Ok(blob);
             }
             Ok(Mount::Upload(loc)) => {
@@ -708,16 +1001,27 @@ async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Resul
             }
         }
     }
+    upload_blob(ctx, id, blob, session).await
+}
+
+/// Upload a stored compressed blob in chunks, with progress.
+async fn upload_blob(
+    ctx: &Arc<Ctx>,
+    id: &str,
+    blob: PushBlob,
+    session: Option<String>,
+) -> Result<PushBlob> {
+    let creds = &ctx.credentials;
     let file = ctx.images.content.open_blob(&blob.digest)?;
     let file = tokio::fs::File::from_std(file);
     let total = blob.size;
     let tx = ctx.tx.clone();
-    let id2 = id.clone();
+    let id2 = id.to_string();
     ctx.client
         .push_blob(
             &ctx.repository,
             session,
-            &d,
+            &blob.digest.to_string(),
             total,
             file,
             DEFAULT_CHUNK,
@@ -738,7 +1042,7 @@ async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Resul
         )
         .await
         .map_err(|e| registry_error(e, creds))?;
-    send(&ctx.tx, layer_status(&id, "Pushed")).await?;
+    send(&ctx.tx, layer_status(id, "Pushed")).await?;
     Ok(blob)
 }
 

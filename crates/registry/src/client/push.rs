@@ -151,7 +151,7 @@ impl RegistryClient {
     }
 
     /// Finish an upload session with its last bytes (may be empty) and the blob's digest.
-    async fn finish_upload(
+    pub async fn finish_upload(
         &self,
         repository: &str,
         location: &str,
@@ -211,7 +211,6 @@ impl RegistryClient {
         Fut: Future<Output = ()>,
     {
         valid_digest(digest)?;
-        let scope = Scope::push(repository);
         let mut loc = match session {
             Some(l) => l,
             None => self.start_upload(repository).await?,
@@ -241,30 +240,43 @@ impl RegistryClient {
             let want = chunk.min((size - sent) as usize);
             let mut buf = vec![0u8; want];
             r.read_exact(&mut buf).await.map_err(read_err)?;
-            let mut h = octet_headers(want);
-            let range = format!("{}-{}", sent, sent + want as u64 - 1);
-            h.insert(
-                "content-range",
-                HeaderValue::from_str(&range)
-                    .map_err(|e| RegistryError::Protocol(format!("content-range: {e}")))?,
-            );
-            let resp = self
-                .request(
-                    Method::PATCH,
-                    &loc,
-                    Some(&scope),
-                    h,
-                    Body::Bytes(Bytes::from(buf)),
-                )
+            loc = self
+                .patch_chunk(repository, &loc, sent, Bytes::from(buf))
                 .await?;
-            let resp = check_status(resp).await?;
-            loc = location(resp.headers(), "upload chunk")?;
-            drain(resp).await;
             sent += want as u64;
             progress(sent).await;
         }
         self.finish_upload(repository, &loc, digest, Bytes::new())
             .await
+    }
+
+    /// Send one chunk of an upload session (`offset` = bytes sent before it); returns the
+    /// session's next location.
+    pub async fn patch_chunk(
+        &self,
+        repository: &str,
+        at: &str,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<String> {
+        if data.is_empty() {
+            return Ok(at.to_string());
+        }
+        let scope = Scope::push(repository);
+        let mut h = octet_headers(data.len());
+        let range = format!("{}-{}", offset, offset + data.len() as u64 - 1);
+        h.insert(
+            "content-range",
+            HeaderValue::from_str(&range)
+                .map_err(|e| RegistryError::Protocol(format!("content-range: {e}")))?,
+        );
+        let resp = self
+            .request(Method::PATCH, at, Some(&scope), h, Body::Bytes(data))
+            .await?;
+        let resp = check_status(resp).await?;
+        let loc = location(resp.headers(), "upload chunk");
+        drain(resp).await;
+        loc
     }
 
     /// PUT a manifest by tag (or digest). Returns the digest the registry reports (checked
