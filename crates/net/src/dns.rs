@@ -33,6 +33,8 @@ const FLAG_AA: u16 = 0x0400;
 const FLAG_TC: u16 = 0x0200;
 const FLAG_RD: u16 = 0x0100;
 const FLAG_RA: u16 = 0x0080;
+/// Forwarded UDP queries in flight at most (each holds a socket until answered or timed out).
+const MAX_FORWARDS: usize = 512;
 /// How long a TCP client may stay idle between queries.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -47,6 +49,8 @@ struct Inner {
     scopes: RwLock<HashMap<String, HashMap<String, Vec<Ipv4Addr>>>>,
     listeners: Mutex<HashMap<Ipv4Addr, Listening>>,
     rr: AtomicUsize,
+    /// Forwarded UDP queries in flight.
+    forwards: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +79,7 @@ impl DnsServer {
                 scopes: RwLock::new(HashMap::new()),
                 listeners: Mutex::new(HashMap::new()),
                 rr: AtomicUsize::new(0),
+                forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
             }),
         })
     }
@@ -207,6 +212,7 @@ async fn serve_udp(inner: Arc<Inner>, cfg: Arc<RwLock<Cfg>>, sock: Arc<UdpSocket
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!("dns: udp receive: {e}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
         };
@@ -217,8 +223,16 @@ async fn serve_udp(inner: Arc<Inner>, cfg: Arc<RwLock<Cfg>>, sock: Arc<UdpSocket
                 let _ = sock.send_to(&r, peer).await;
             }
             Outcome::Forward => {
+                // Bounded: beyond MAX_FORWARDS queries in flight, answer SERVFAIL at once.
+                let Ok(permit) = inner.forwards.clone().try_acquire_owned() else {
+                    let _ = sock
+                        .send_to(&error_reply(&query, RCODE_SERVFAIL), peer)
+                        .await;
+                    continue;
+                };
                 let (inner, sock) = (inner.clone(), sock.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let r = match forward_udp(&inner, &query).await {
                         Some(r) => r,
                         None => error_reply(&query, RCODE_SERVFAIL),
@@ -234,6 +248,8 @@ async fn serve_udp(inner: Arc<Inner>, cfg: Arc<RwLock<Cfg>>, sock: Arc<UdpSocket
 async fn serve_tcp(inner: Arc<Inner>, cfg: Arc<RwLock<Cfg>>, l: TcpListener) {
     loop {
         let Ok((conn, _)) = l.accept().await else {
+            // e.g. out of file descriptors: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         tokio::spawn(tcp_conn(inner.clone(), cfg.clone(), conn));
@@ -561,6 +577,7 @@ mod tests {
             scopes: RwLock::new(scopes),
             listeners: Mutex::new(HashMap::new()),
             rr: AtomicUsize::new(0),
+            forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
         }
     }
 

@@ -327,3 +327,50 @@ fn icc_false_blocks_containers_of_one_bridge() {
         b"echo:i"
     );
 }
+
+/// A container on an internal network resolves names through the DNS server on its gateway
+/// (UDP port 53 is the one hole in the firewall), and gets NXDOMAIN for outside names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_on_gateway_from_internal_container() {
+    let mut net = TestNet::new();
+    let table = net.table();
+    let a = net.container(2);
+    Firewall::new(&table)
+        .apply(&[rules(&net, true)], &[])
+        .unwrap();
+    let dns = berth_net::dns::DnsServer::new(vec!["127.0.0.1:9".parse().unwrap()]);
+    let mut names = std::collections::HashMap::new();
+    names.insert("peer".to_string(), vec![net.ip(7)]);
+    dns.set_records("internal-net", names);
+    dns.listen("internal-net", net.gateway, 53, false)
+        .await
+        .unwrap();
+    let gw = net.gateway;
+    let ask = move |name: &'static str| {
+        let a = a.clone();
+        tokio::task::spawn_blocking(move || {
+            in_ns(&a, move || {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+                for l in name.split('.') {
+                    q.push(l.len() as u8);
+                    q.extend_from_slice(l.as_bytes());
+                }
+                q.extend_from_slice(&[0, 0, 1, 0, 1]);
+                s.send_to(&q, (gw, 53)).unwrap();
+                let mut buf = [0u8; 512];
+                let n = s.recv(&mut buf).expect("dns answer");
+                buf[..n].to_vec()
+            })
+        })
+    };
+    let r = ask("peer").await.unwrap();
+    assert_eq!(&r[..2], &[0xab, 0xcd]);
+    assert_eq!(r[3] & 0xF, 0);
+    let o = net.ip(7).octets();
+    assert_eq!(&r[r.len() - 4..], &o);
+    let r = ask("example.org").await.unwrap();
+    assert_eq!(r[3] & 0xF, 3, "NXDOMAIN");
+    dns.unlisten(net.gateway).await;
+}
