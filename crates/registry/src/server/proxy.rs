@@ -153,7 +153,10 @@ impl Proxy {
             )
         });
         let mut roots = rustls::RootCertStore::empty();
-        if let Ok(it) = CertificateDer::pem_file_iter("/etc/ssl/certs/ca-certificates.crt") {
+        // The system's CA bundle, or the one SSL_CERT_FILE names (as Go and OpenSSL honour it).
+        let bundle = std::env::var_os("SSL_CERT_FILE")
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+        if let Ok(it) = CertificateDer::pem_file_iter(&bundle) {
             for c in it.flatten() {
                 let _ = roots.add(c);
             }
@@ -619,6 +622,131 @@ fn tee_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    async fn serve(router: axum::Router) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(l, router).await });
+        a
+    }
+
+    fn auth_of(h: &HeaderMap) -> String {
+        h.get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Bearer challenge → token from the realm with Basic credentials → retry; a blob redirect
+    /// to another host is followed without any Authorization header.
+    #[tokio::test]
+    async fn bearer_tokens_and_redirects() {
+        use axum::response::IntoResponse;
+        use axum::routing::get;
+        let cdn_saw_auth = Arc::new(AtomicBool::new(false));
+        let flag = cdn_saw_auth.clone();
+        let cdn = serve(axum::Router::new().route(
+            "/cdn/blob",
+            get(move |h: HeaderMap| {
+                let flag = flag.clone();
+                async move {
+                    flag.store(!auth_of(&h).is_empty(), Ordering::SeqCst);
+                    "blob-bytes"
+                }
+            }),
+        ))
+        .await;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = l.local_addr().unwrap().to_string();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:p")
+        );
+        let challenge = format!(
+            "Bearer realm=\"http://{up}/token\",service=\"test\",scope=\"repository:lib/x:pull\""
+        );
+        let need = move |h: &HeaderMap| -> Option<Response> {
+            (auth_of(h) != "Bearer tok-1").then(|| {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, challenge.clone())],
+                )
+                    .into_response()
+            })
+        };
+        let need2 = need.clone();
+        let router = axum::Router::new()
+            .route(
+                "/token",
+                get(move |h: HeaderMap, uri: axum::http::Uri| async move {
+                    let q = uri.query().unwrap_or("").to_string();
+                    if auth_of(&h) == basic && q.contains("scope=repository%3Alib%2Fx%3Apull") {
+                        r#"{"token":"tok-1"}"#.into_response()
+                    } else {
+                        StatusCode::UNAUTHORIZED.into_response()
+                    }
+                }),
+            )
+            .route(
+                "/v2/lib/x/manifests/v1",
+                get(move |h: HeaderMap| async move {
+                    need(&h).unwrap_or_else(|| {
+                        (
+                            [(header::CONTENT_TYPE, OCI_INDEX)],
+                            r#"{"schemaVersion":2}"#,
+                        )
+                            .into_response()
+                    })
+                }),
+            )
+            .route(
+                "/v2/lib/x/blobs/{d}",
+                get(move |h: HeaderMap| async move {
+                    need2(&h).unwrap_or_else(|| {
+                        (
+                            StatusCode::TEMPORARY_REDIRECT,
+                            [(header::LOCATION, format!("http://{cdn}/cdn/blob"))],
+                        )
+                            .into_response()
+                    })
+                }),
+            );
+        tokio::spawn(async move { axum::serve(l, router).await });
+
+        let p = Proxy::new(&format!("http://{up}"), Some("u".into()), Some("p".into())).unwrap();
+        let (body, ct) = p
+            .fetch_manifest("lib/x", &Reference::Tag("v1".into()))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], br#"{"schemaVersion":2}"#);
+        assert_eq!(ct.as_deref(), Some(OCI_INDEX));
+        let d = Digest::of(b"blob-bytes");
+        let resp = p
+            .request(
+                "GET",
+                &format!("/v2/lib/x/blobs/{d}"),
+                &Proxy::scope("lib/x"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&b[..], b"blob-bytes");
+        assert!(
+            !cdn_saw_auth.load(Ordering::SeqCst),
+            "credentials followed a redirect"
+        );
+
+        // Wrong credentials: the token endpoint refuses, the proxy reports upstream unavailable.
+        let bad = Proxy::new(&format!("http://{up}"), Some("u".into()), Some("x".into())).unwrap();
+        let e = bad
+            .fetch_manifest("lib/x", &Reference::Tag("v1".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, Code::Unavailable);
+    }
 
     #[test]
     fn urls() {
