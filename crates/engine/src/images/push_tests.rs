@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::images::LayerRef;
+use std::io::Read;
 
 fn rec(types: &[&str]) -> ImageRecord {
     ImageRecord {
