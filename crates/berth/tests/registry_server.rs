@@ -27,17 +27,26 @@ struct BerthRegistry {
     dir: PathBuf,
     port: u16,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl BerthRegistry {
     fn start(extra: &[&str]) -> BerthRegistry {
+        Self::start_env(extra, &[])
+    }
+
+    fn start_env(extra: &[&str], env: &[(&str, &str)]) -> BerthRegistry {
         let dir = PathBuf::from(format!("/tmp/brs-{}", random_hex(8)));
         fs::create_dir_all(&dir).expect("create registry dir");
         let mut r = BerthRegistry {
             dir,
             port: 0,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         r.spawn();
@@ -73,6 +82,7 @@ impl BerthRegistry {
                 .args(["registry", "serve", "--addr", &self.addr(), "--root"])
                 .arg(self.root())
                 .args(&self.args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2)
@@ -888,35 +898,84 @@ fn htpasswd_basic_auth() {
 }
 
 #[test]
-fn tls_with_a_self_signed_certificate() {
+fn tls_with_a_test_ca_and_an_https_upstream() {
     let scratch = Scratch::new("brs-tls");
     let dir = scratch.0.clone();
     fs::create_dir_all(dir.join("certs")).unwrap();
-    let (cert, key) = (dir.join("certs/ca.crt"), dir.join("key.pem"));
-    let mut cmd = Command::new("openssl");
-    cmd.args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-    ])
-    .arg(&key)
-    .arg("-out")
-    .arg(&cert);
-    let out = run_with_timeout(cmd, None, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
+    // A CA, and a server certificate for IP 127.0.0.1 signed by it (the chain is served).
+    let ca = dir.join("certs/ca.crt");
+    let (leaf, key, chain) = (
+        dir.join("leaf.crt"),
+        dir.join("key.pem"),
+        dir.join("chain.pem"),
     );
+    let ext = dir.join("ext.cnf");
+    fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let p = |x: &PathBuf| x.to_str().unwrap().to_string();
+    let steps: Vec<Vec<String>> = vec![
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=berth test CA",
+            "-keyout",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([p(&dir.join("ca.key")), "-out".into(), p(&ca)])
+        .collect(),
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([p(&key), "-out".into(), p(&dir.join("leaf.csr"))])
+        .collect(),
+        vec!["x509", "-req", "-days", "1", "-CAcreateserial", "-in"]
+            .into_iter()
+            .map(String::from)
+            .chain([
+                p(&dir.join("leaf.csr")),
+                "-CA".into(),
+                p(&ca),
+                "-CAkey".into(),
+                p(&dir.join("ca.key")),
+                "-extfile".into(),
+                p(&ext),
+                "-out".into(),
+                p(&leaf),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let mut cmd = Command::new("openssl");
+        cmd.args(&args);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut pem = fs::read(&leaf).unwrap();
+    pem.extend(fs::read(&ca).unwrap());
+    fs::write(&chain, pem).unwrap();
+    let cert = chain;
     let reg = BerthRegistry::start(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -927,7 +986,7 @@ fn tls_with_a_self_signed_certificate() {
 
     // Plain HTTP to the TLS port gets no HTTP answer.
     assert!(http_tcp(&a, "GET", "/v2/", &[], None).is_err());
-    // skopeo verifying against the certificate (as the CA), and with verification off.
+    // skopeo verifying against the CA, and with verification off.
     let d = TestDaemon::start();
     let archive = busybox_archive(&d);
     let certs = dir.join("certs");
@@ -957,6 +1016,31 @@ fn tls_with_a_self_signed_certificate() {
     // Without trusting it, verification fails.
     let out = skopeo(&["inspect", &format!("docker://{a}/tls/bb:v1")]);
     assert!(!out.status.success());
+
+    // A pull-through cache of the TLS registry (https upstream; its CA from SSL_CERT_FILE).
+    let cache = BerthRegistry::start_env(
+        &["--proxy-remote", &format!("https://{a}")],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let scratch2 = Scratch::new("brs-out");
+    let out = scratch2.sub("img");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/tls/bb:v1", cache.addr()),
+        &format!("dir:{}", out.display()),
+    ]);
+    assert_eq!(dir_manifest_digest(&out), insp["Digest"].as_str().unwrap());
+    // Without the CA the upstream is not trusted: nothing to serve.
+    let untrusting = BerthRegistry::start(&["--proxy-remote", &format!("https://{a}")]);
+    let (st, _, _) = untrusting.http(
+        "GET",
+        "/v2/tls/bb/manifests/v1",
+        &[("Accept", ACCEPT_ALL)],
+        None,
+    );
+    assert_eq!(st, 404);
 }
 
 /// Send headers announcing `total` bytes, then only `sent` of them, and leave the connection open.
