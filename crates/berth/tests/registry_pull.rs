@@ -364,3 +364,95 @@ fn a_tls_registry_on_loopback_is_reached_over_https() {
     ]);
     assert_eq!(run.trim(), "over-tls");
 }
+
+#[test]
+fn docker_login_then_pull_from_a_registry_with_basic_auth() {
+    let d = TestDaemon::start();
+    let reg = Registry::start_with_auth("puller", "s3cret-pw");
+    reg.push_busybox(&d, "auth/bb:1", false);
+    let name = format!("{}/auth/bb:1", reg.addr());
+    let before = store_entries(&d);
+    let err = d.docker_err(&["pull", &name]);
+    assert!(
+        err.contains("pull access denied") || err.contains("unauthorized"),
+        "{err}"
+    );
+    assert_eq!(store_entries(&d), before);
+    d.docker_ok(&["login", "-u", "puller", "-p", "s3cret-pw", &reg.addr()]);
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    // berth's CLI sends the same stored credentials.
+    d.docker_ok(&["rmi", &name]);
+    let out = d.berth_ok(&["pull", "-q", &name]);
+    assert_eq!(out.trim(), name);
+}
+
+#[test]
+fn a_digest_keeps_its_content_when_the_tag_moves() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let (v1, _) = push_image(
+        &reg,
+        "moving/img",
+        "t",
+        "amd64",
+        &[layer_tar(&[("v", b"one\n")])],
+        true,
+    );
+    let (v2, _) = push_image(
+        &reg,
+        "moving/img",
+        "t",
+        "amd64",
+        &[layer_tar(&[("v", b"two\n")])],
+        true,
+    );
+    assert_ne!(v1, v2);
+    let repo = format!("{}/moving/img", reg.addr());
+    d.docker_ok(&["pull", &format!("{repo}:t")]);
+    d.docker_ok(&["pull", &format!("{repo}@{v1}")]);
+    let id_tag = inspect(&d, &format!("{repo}:t"), "{{.Id}}");
+    let id_v1 = inspect(&d, &format!("{repo}@{v1}"), "{{.Id}}");
+    assert_ne!(
+        id_tag, id_v1,
+        "the tag follows the registry, the digest does not"
+    );
+    assert!(inspect(&d, &format!("{repo}:t"), "{{json .RepoDigests}}").contains(&v2));
+    // The old digest still gives the old layer.
+    let layers = inspect(&d, &format!("{repo}@{v1}"), "{{json .RootFS.Layers}}");
+    assert!(
+        layers.contains(&sha256_digest(&layer_tar(&[("v", b"one\n")]))),
+        "{layers}"
+    );
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_both_succeed() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let big: Vec<u8> = (0..(4u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    push_image(
+        &reg,
+        "conc/img",
+        "1",
+        "amd64",
+        &[layer_tar(&[("big", &big)]), layer_tar(&[("small", b"x")])],
+        true,
+    );
+    let name = format!("{}/conc/img:1", reg.addr());
+    std::thread::scope(|s| {
+        let a = s.spawn(|| d.docker(&["pull", &name]));
+        let b = s.spawn(|| d.docker(&["pull", &name]));
+        for o in [a.join().unwrap(), b.join().unwrap()] {
+            assert!(o.status.success(), "{}", d.describe(&o));
+        }
+    });
+    assert_eq!(inspect(&d, &name, "{{len .RootFS.Layers}}"), "2");
+    let (content, _) = store_entries(&d);
+    assert!(
+        !content.iter().any(|f| f.starts_with(".tmp-")),
+        "{content:?}"
+    );
+}

@@ -23,6 +23,8 @@ pub struct Registry {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// `user:password` when started with Basic auth (sent by the helpers here).
+    creds: Option<String>,
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -47,6 +49,29 @@ impl Registry {
     /// Start docker-registry; panics (with its log) if it does not answer /v2/ in time.
     pub fn start() -> Registry {
         Self::start_with(None)
+    }
+
+    /// Basic auth required for `user` / `password` (bcrypt htpasswd made with python3's crypt).
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        let out = Command::new("python3")
+            .args([
+                "-W",
+                "ignore",
+                "-c",
+                "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                password,
+            ])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "bcrypt: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mut r = Self::start_with(Some(&format!("{user}:{hash}\n")));
+        r.creds = Some(format!("{user}:{password}"));
+        r
     }
 
     /// With `htpasswd` (a file content, bcrypt lines): Basic auth required.
@@ -84,6 +109,7 @@ impl Registry {
                 dir,
                 port,
                 child: Some(child),
+                creds: None,
             };
             let deadline = Instant::now() + START_TIMEOUT;
             while Instant::now() < deadline {
@@ -128,7 +154,15 @@ impl Registry {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
-        http_tcp(&self.addr(), method, path, headers, body)
+        let auth = self
+            .creds
+            .as_ref()
+            .map(|c| format!("Basic {}", base64(c.as_bytes())));
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(a) = &auth {
+            h.push(("Authorization", a));
+        }
+        http_tcp(&self.addr(), method, path, &h, body)
     }
 
     /// Upload a blob (monolithic POST + PUT); returns its digest.
@@ -203,6 +237,9 @@ impl Registry {
         let dest = format!("docker://{}/{repo_tag}", self.addr());
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(c) = &self.creds {
+            cmd.args(["--dest-creds", c]);
+        }
         if oci {
             cmd.args(["--format", "oci"]);
         }
@@ -276,6 +313,25 @@ impl Drop for Registry {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 pub fn header(h: &[(String, String)], name: &str) -> Option<String> {

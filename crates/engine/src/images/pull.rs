@@ -526,7 +526,10 @@ async fn fetch_layers(
     }
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DOWNLOADS));
     let mut set = tokio::task::JoinSet::new();
-    for ((job, spool), file) in jobs.iter().zip(&spools).zip(files) {
+    for (n, ((job, spool), file)) in jobs.iter().zip(&spools).zip(files).enumerate() {
+        if n >= MAX_CONCURRENT_DOWNLOADS {
+            layer_status(&ctx.tx, &job.short, "Waiting");
+        }
         let client = ctx.client.clone();
         let repo = ctx.target.repository.clone();
         let desc = job.desc.clone();
@@ -584,28 +587,37 @@ async fn fetch_layers(
         res
     });
     let mut first_err: Option<EngineError> = None;
-    while let Some(res) = set.join_next().await {
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+    let mut unpack = unpack;
+    let mut unpacked: Option<Result<()>> = None;
+    while !set.is_empty() || unpacked.is_none() {
+        tokio::select! {
+            res = set.join_next(), if !set.is_empty() => {
+                let err = match res {
+                    Some(Ok(Ok(()))) | None => None,
+                    Some(Ok(Err(e))) => Some(reg_err(e, r)),
+                    Some(Err(e)) if e.is_cancelled() => None,
+                    Some(Err(e)) => Some(EngineError::Internal(format!("download task: {e}"))),
+                };
                 if first_err.is_none() {
-                    first_err = Some(reg_err(e, r));
+                    first_err = err;
                 }
             }
-            Err(e) => {
-                if first_err.is_none() {
-                    first_err = Some(EngineError::Internal(format!("download task: {e}")));
+            res = &mut unpack, if unpacked.is_none() => {
+                let res = res
+                    .map_err(|e| EngineError::Internal(format!("unpack task: {e}")))
+                    .and_then(|r| r);
+                if res.is_err() {
+                    // No use downloading the rest.
+                    set.abort_all();
                 }
+                unpacked = Some(res);
             }
         }
     }
-    let unpacked = unpack
-        .await
-        .map_err(|e| EngineError::Internal(format!("unpack task: {e}")))?;
     if let Some(e) = first_err {
         return Err(e);
     }
-    unpacked?;
+    unpacked.unwrap_or_else(|| Err(EngineError::Internal("unpack did not run".into())))?;
     Ok(jobs.iter().map(|j| j.blob.clone()).zip(spools).collect())
 }
 

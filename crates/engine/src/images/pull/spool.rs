@@ -100,9 +100,11 @@ impl Spool {
         if !self.is_verified() {
             return Err(io::Error::other("blob not verified"));
         }
-        if !final_path.exists() {
-            fs::rename(&self.path, final_path)?;
+        if final_path.exists() {
+            // Another pull stored the same blob first: ours goes with Drop.
+            return Ok(());
         }
+        fs::rename(&self.path, final_path)?;
         self.committed.store(true, Ordering::SeqCst);
         Ok(())
     }
