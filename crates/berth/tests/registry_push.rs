@@ -244,6 +244,17 @@ fn tags_move_digests_stay() {
     // The old manifest is still there by digest.
     let old = reg.get_manifest(repo, &first);
     assert_eq!(common::registry::sha256_digest(&old), first);
+
+    // The layer is now stored as the gzip that was pushed: save (which writes the tar) and load
+    // give the same image back.
+    let id = image_id(&d, &img);
+    let archive = d.scratch_dir().join("saved.tar");
+    d.docker_ok(&["save", "-o", &archive.to_string_lossy(), &img]);
+    d.docker_ok(&["rmi", &img]);
+    d.docker_ok(&["load", "-i", &archive.to_string_lossy()]);
+    assert_eq!(image_id(&d, &img), id);
+    let run = d.docker_ok(&["run", "--rm", &img, "/bin/sh", "-c", "echo $MOVED"]);
+    assert_eq!(run.trim(), "1");
 }
 
 #[test]
