@@ -254,9 +254,20 @@ fn containers_on_a_user_network_resolve_each_other() {
     );
     let cs = net_inspect(&d, &n)["Containers"].clone();
     assert_eq!(cs.as_object().map(|o| o.len()), Some(2), "{cs}");
-    // After a is removed its name is gone.
-    dok(&d, &["rm", "-f", &a]);
+    // A rename moves the name.
+    let a2 = name("a2");
+    dok(&d, &["rename", &a, &a2]);
+    poll(10, "the new name to resolve", || {
+        let o = d.docker(&["exec", &b, "nslookup", &a2, &gw]);
+        (o.status.success() && text(&o.stdout).contains(&ip)).then_some(())
+    });
     let o = d.docker(&["exec", &b, "nslookup", &a, &gw]);
+    assert!(!text(&o.stdout).contains(&ip), "{}", text(&o.stdout));
+    // After the container is removed its names are gone.
+    dok(&d, &["rm", "-f", &a2]);
+    let o = d.docker(&["exec", &b, "nslookup", &a2, &gw]);
+    assert!(!text(&o.stdout).contains(&ip), "{}", text(&o.stdout));
+    let o = d.docker(&["exec", &b, "nslookup", "web", &gw]);
     assert!(!text(&o.stdout).contains(&ip), "{}", text(&o.stdout));
 }
 

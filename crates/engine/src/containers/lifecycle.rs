@@ -258,6 +258,7 @@ impl ContainerService {
             c.with(|r| r.name = old);
             return Err(e);
         }
+        self.refresh_network_names();
         self.emit(&c, "rename", &[("oldName", old)]);
         Ok(())
     }

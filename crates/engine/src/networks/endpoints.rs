@@ -225,7 +225,7 @@ impl NetworkService {
     /// spec must join (None: host network, or a fresh namespace with loopback only).
     pub fn setup(&self, inp: &SetupInput) -> Result<Option<PathBuf>> {
         let hc = inp.host_config;
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = super::host_resolv_text();
         let extra = hc.extra_hosts.clone().unwrap_or_default();
         // Regenerated at every start, before the container exists: plain writes (no fsync).
         let write = |hosts: &str, resolv: &str| -> Result<()> {

@@ -85,7 +85,7 @@ impl ContainerService {
             .unwrap_or_else(|| rec.id[..12].to_string());
         let exposed = rec.config.exposed_ports.clone().unwrap_or_default();
         let dir = self.dir(&rec.id);
-        self.networks.setup(&SetupInput {
+        let netns = self.networks.setup(&SetupInput {
             id: &rec.id,
             name: rec.name.trim_start_matches('/'),
             hostname: &hostname,
@@ -94,15 +94,43 @@ impl ContainerService {
             dir: &dir,
             join,
             names: &names,
-        })
+        })?;
+        // Docker's `network connect` events of a start, one per endpoint.
+        for ep in self
+            .networks
+            .attachment(&rec.id)
+            .map(|a| a.endpoints)
+            .unwrap_or_default()
+        {
+            if let Some(n) = self.networks.get_by_id(&ep.network_id) {
+                self.emit_network(&n, "connect", Some(&rec.id));
+            }
+        }
+        Ok(netns)
+    }
+
+    /// After a rename: the DNS names follow.
+    pub fn refresh_network_names(&self) {
+        self.networks.refresh_dns(&self.dns_names());
     }
 
     /// Give back what a run took (idempotent; after exit, failed start, at rm).
     pub async fn release_network(&self, id: &str) {
+        let was: Vec<String> = self
+            .networks
+            .attachment(id)
+            .filter(|a| a.running)
+            .map(|a| a.endpoints.iter().map(|e| e.network_id.clone()).collect())
+            .unwrap_or_default();
         let nets = self.networks.clone();
         let names = self.dns_names();
-        let id = id.to_string();
-        let _ = tokio::task::spawn_blocking(move || nets.release(&id, &names)).await;
+        let cid = id.to_string();
+        let _ = tokio::task::spawn_blocking(move || nets.release(&cid, &names)).await;
+        for nid in was {
+            if let Some(n) = self.networks.get_by_id(&nid) {
+                self.emit_network(&n, "disconnect", Some(id));
+            }
+        }
     }
 
     /// At rm: release and forget the container's endpoints.

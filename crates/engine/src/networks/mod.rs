@@ -228,9 +228,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The upstream resolvers of the host (non-loopback nameservers of /etc/resolv.conf).
+/// The host's resolv.conf as containers should see it: /etc/resolv.conf, or systemd-resolved's
+/// list of real upstreams when /etc/resolv.conf names only a loopback stub (as Docker does).
+pub fn host_resolv_text() -> String {
+    let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let has_real = etc
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .any(|a| {
+            let a = a.trim();
+            !a.starts_with("127.") && a != "::1"
+        });
+    if !has_real {
+        if let Ok(t) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            return t;
+        }
+    }
+    etc
+}
+
+/// The upstream resolvers of the host (non-loopback nameservers, see [`host_resolv_text`]).
 pub fn host_nameservers() -> Vec<Ipv4Addr> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let text = host_resolv_text();
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
