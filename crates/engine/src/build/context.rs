@@ -21,7 +21,11 @@ pub struct Context {
     root: PathBuf,
     /// The unpacked copy, removed on drop.
     tmp: Option<PathBuf>,
-    ignore: Option<berth_build::ignore::Ignore>,
+    /// The context as walked by berth-build (`.dockerignore` applied): sources are resolved,
+    /// hashed and read through it.
+    walked: berth_build::context::Context,
+    /// File digests by stat (persistent for a directory read in place).
+    cache: berth_build::statcache::StatCache,
 }
 
 impl Drop for Context {
@@ -72,9 +76,10 @@ pub fn has_wildcards(p: &str) -> bool {
 }
 
 impl Context {
-    /// Take in the context. A tar is read to its end (and drained on error).
-    pub fn open(src: ContextSource, tmp_dir: &Path, use_ignore: bool) -> Result<Context> {
-        let mut ctx = match src {
+    /// Take in the context. A tar is read to its end (and drained on error). `cache_dir` keeps
+    /// the stat caches of directories read in place.
+    pub fn open(src: ContextSource, tmp_dir: &Path, cache_dir: &Path) -> Result<Context> {
+        let (root, tmp) = match src {
             ContextSource::Dir(d) => {
                 if !d.is_absolute() {
                     return Err(EngineError::InvalidArgument(format!(
@@ -94,56 +99,67 @@ impl Context {
                         d.display().to_string()
                     )));
                 }
-                Context {
-                    root: d,
-                    tmp: None,
-                    ignore: None,
-                }
+                (d, None)
             }
             ContextSource::Tar(mut r) => {
                 fs::create_dir_all(tmp_dir)?;
                 let dir = tmp_dir.join(format!("build-ctx-{}", berth_store::atomic::random_hex(8)));
                 fs::create_dir(&dir)?;
-                let ctx = Context {
-                    root: dir.clone(),
-                    tmp: Some(dir.clone()),
-                    ignore: None,
-                };
                 if let Err(e) = unpack_context(&mut r, &dir) {
                     let _ = io::copy(&mut (&mut r).take(DRAIN_LIMIT), &mut io::sink());
+                    let _ = fs::remove_dir_all(&dir);
                     return Err(e);
                 }
-                ctx
+                (dir.clone(), Some(dir))
             }
         };
-        if use_ignore {
-            if let Some(text) = ctx.read_file(".dockerignore")? {
-                ctx.ignore = Some(berth_build::ignore::Ignore::parse(
-                    &String::from_utf8_lossy(&text),
-                ));
+        let walked = match berth_build::context::Context::open(&root) {
+            Ok(w) => w,
+            Err(e) => {
+                if let Some(t) = &tmp {
+                    let _ = fs::remove_dir_all(t);
+                }
+                return Err(EngineError::InvalidArgument(format!(
+                    "unable to prepare context: {e}"
+                )));
             }
+        };
+        let cache = match &tmp {
+            None => {
+                let _ = fs::create_dir_all(cache_dir);
+                berth_build::statcache::StatCache::for_context(cache_dir, walked.root())
+            }
+            Some(_) => berth_build::statcache::StatCache::in_memory(),
+        };
+        Ok(Context {
+            root,
+            tmp,
+            walked,
+            cache,
+        })
+    }
+
+    pub fn walked(&self) -> &berth_build::context::Context {
+        &self.walked
+    }
+
+    pub fn stat_cache(&self) -> &berth_build::statcache::StatCache {
+        &self.cache
+    }
+
+    /// Keep what the stat cache learnt (entries of files gone dropped).
+    pub fn save_cache(&self) {
+        if self.tmp.is_some() {
+            return;
         }
-        Ok(ctx)
+        self.walked.prune_cache(&self.cache);
+        if let Err(e) = self.cache.save() {
+            tracing::warn!("saving the build context's stat cache: {e}");
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// A directory read in place (stable paths: the stat cache applies).
-    pub fn is_in_place(&self) -> bool {
-        self.tmp.is_none()
-    }
-
-    /// Whether `.dockerignore` excludes `rel` (cleaned, relative to the root).
-    pub fn excluded(&self, rel: &str) -> bool {
-        !rel.is_empty() && self.ignore.as_ref().is_some_and(|i| i.matches(rel))
-    }
-
-    /// For an excluded directory: whether an exception (`!dir/file`) may re-include something
-    /// below it, so a walk must still descend.
-    pub fn must_descend(&self, rel: &str) -> bool {
-        self.ignore.as_ref().is_some_and(|i| i.must_descend(rel))
     }
 
     /// A file of the context (resolved inside it), None if missing.
@@ -227,7 +243,7 @@ mod tests {
         let r = Context::open(
             ContextSource::Tar(Box::new(io::Cursor::new(data))),
             &tmp,
-            true,
+            base.path(),
         );
         assert!(r.is_err());
         assert!(!base.path().join("evil").exists());
@@ -254,12 +270,13 @@ mod tests {
         let ctx = Context::open(
             ContextSource::Tar(Box::new(io::Cursor::new(data))),
             &tmp,
-            true,
+            base.path(),
         )
         .unwrap();
         assert_eq!(ctx.dockerfile("").unwrap(), "FROM scratch\n");
         assert!(ctx.dockerfile("nope").is_err());
-        assert!(ctx.excluded("sub/x.tmp"));
+        assert!(ctx.walked().entry("sub/x.tmp").is_none());
+        assert!(ctx.walked().entry("Dockerfile").is_some());
         let root = ctx.root().to_path_buf();
         assert!(root.starts_with(&tmp));
         drop(ctx);

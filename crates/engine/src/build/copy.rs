@@ -1,411 +1,24 @@
 //! COPY, ADD and WORKDIR, in process: the step's parent layers and a fresh upper are mounted as
-//! an overlay under the build's work dir, the files are written into it (the destination
-//! resolved inside the root with openat2 RESOLVE_IN_ROOT, every entry below it created with
-//! `*at` calls and O_NOFOLLOW, so no symlink in the image or the source leads anywhere else),
-//! then the overlay is unmounted and its upper dir becomes the step's layer.
-//!
-//! Sources are walked by descriptor as well: a source path is opened inside its root (the
-//! context, or a stage's/image's root filesystem), symlinks below it are copied as symlinks.
+//! an overlay under the build's work dir; the destination is resolved (and created, copied up)
+//! through that overlay with openat2 RESOLVE_IN_ROOT, then files are written with `*at` calls
+//! and O_NOFOLLOW straight into the upper dir (much faster than through overlayfs, and the same
+//! result: only new names are created there). Archives of ADD are extracted through the overlay
+//! by the store's safe unpacker. The overlay is unmounted and its upper dir becomes the layer.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use super::context::Context;
+use berth_build::context::{Context as WalkedContext, Entry, EntryKind};
+use berth_build::ignore::Ignore;
+
+use super::fsutil::{cstr, fstat, ioe, kind, list_dir, lstat_at, readlink_at, sys_openat};
+use super::sources::{context_error, open_in, Item};
 use crate::images::{ImageService, LayerRef};
 use crate::{EngineError, Result};
-
-fn ioe(ctx: impl std::fmt::Display, e: io::Error) -> EngineError {
-    EngineError::Internal(format!("{ctx}: {e}"))
-}
-
-fn cstr(b: &[u8]) -> Result<CString> {
-    CString::new(b).map_err(|_| EngineError::InvalidArgument("path with a NUL byte".into()))
-}
-
-fn sys_openat(
-    dir: RawFd,
-    name: &CStr,
-    flags: libc::c_int,
-    mode: libc::mode_t,
-) -> io::Result<OwnedFd> {
-    // SAFETY: valid C string; the fd returned is ours.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid fd, C string and out pointer.
-    let rc = unsafe {
-        libc::fstatat(
-            dir,
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: filled by fstatat.
-    Ok(unsafe { st.assume_init() })
-}
-
-fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    lstat_at(fd, c"")
-}
-
-fn kind(st: &libc::stat) -> libc::mode_t {
-    st.st_mode & libc::S_IFMT
-}
-
-/// Names in a directory (sorted, without `.` and `..`).
-fn list_dir(d: RawFd) -> io::Result<Vec<CString>> {
-    let dup = sys_openat(d, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-    let mut dir = nix::dir::Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(dup))
-        .map_err(io::Error::from)?;
-    let mut out = Vec::new();
-    for ent in dir.iter() {
-        let ent = ent.map_err(io::Error::from)?;
-        let n = ent.file_name();
-        if n.to_bytes() != b"." && n.to_bytes() != b".." {
-            out.push(n.to_owned());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid fd, C string and buffer.
-    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
-
-// ---- sources ----
-
-/// One thing to copy.
-#[derive(Debug, Clone)]
-pub enum Item {
-    /// A path (cleaned, relative, "" = the root) inside a source root directory.
-    Path { root: PathBuf, rel: String },
-    /// Bytes to write as a file (COPY heredocs, ADD of a URL).
-    Data {
-        name: String,
-        data: Vec<u8>,
-        mode: u32,
-        mtime: i64,
-    },
-}
-
-/// Expand one (already variable-expanded) source of COPY/ADD to the paths it names in `root`:
-/// globs are matched against every path (Go's path.Match, a matching directory is taken whole);
-/// a plain path must exist. Paths excluded by `.dockerignore` do not exist.
-pub fn expand_source(
-    root: &Path,
-    ctx: Option<&Context>,
-    src: &str,
-    keyword: &str,
-) -> Result<Vec<String>> {
-    let excluded = |rel: &str| ctx.is_some_and(|c| c.excluded(rel));
-    let rel = super::context::clean_source(src)?;
-    if super::context::has_wildcards(&rel) {
-        let mut out = Vec::new();
-        let rootf = open_in(root, "")?;
-        glob_walk(rootf.as_raw_fd(), "", &rel, &excluded, &mut out)?;
-        return Ok(out);
-    }
-    let missing = || {
-        EngineError::InvalidArgument(format!(
-            "{keyword} failed: file not found in build context or excluded by .dockerignore: stat {src}: file does not exist"
-        ))
-    };
-    if excluded(&rel) {
-        return Err(missing());
-    }
-    match berth_store::safepath::open_in_root(root, Path::new(&rel)) {
-        Ok(_) => Ok(vec![rel]),
-        Err(_) => Err(missing()),
-    }
-}
-
-fn glob_walk(
-    dir: RawFd,
-    prefix: &str,
-    pattern: &str,
-    excluded: &dyn Fn(&str) -> bool,
-    out: &mut Vec<String>,
-) -> Result<()> {
-    for name in list_dir(dir).map_err(|e| ioe("read source dir", e))? {
-        let n = String::from_utf8_lossy(name.to_bytes()).to_string();
-        let rel = if prefix.is_empty() {
-            n
-        } else {
-            format!("{prefix}/{n}")
-        };
-        if excluded(&rel) {
-            continue;
-        }
-        if crate::images::glob_match(pattern, &rel) {
-            out.push(rel);
-            continue;
-        }
-        let st = lstat_at(dir, &name).map_err(|e| ioe(&rel, e))?;
-        if kind(&st) == libc::S_IFDIR {
-            // Only descend where the pattern can still match (as many components left).
-            if pattern.matches('/').count() > rel.matches('/').count() {
-                let sub = sys_openat(
-                    dir,
-                    &name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )
-                .map_err(|e| ioe(&rel, e))?;
-                glob_walk(sub.as_raw_fd(), &rel, pattern, excluded, out)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Open `rel` inside `root` (symlinks resolved inside it).
-fn open_in(root: &Path, rel: &str) -> Result<File> {
-    let p = if rel.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{rel}")
-    };
-    Ok(berth_store::safepath::open_in_root(root, Path::new(&p))?)
-}
-
-/// Whether `.dockerignore` hides an entry met in a walk (an excluded directory is still walked
-/// when an exception may re-include something below it).
-fn skip(ctx: Option<&Context>, rel: &str, st: &libc::stat) -> bool {
-    match ctx {
-        Some(c) if c.excluded(rel) => !(kind(st) == libc::S_IFDIR && c.must_descend(rel)),
-        _ => false,
-    }
-}
-
-// ---- content hashing with a stat cache ----
-
-/// A file's stat key and content digest.
-type CachedDigest = ([i64; 7], [u8; 32]);
-
-/// File digests by path, valid while (dev, ino, size, mtime, ctime) are unchanged.
-#[derive(Default)]
-pub struct StatCache {
-    map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, CachedDigest>>,
-}
-
-fn stat_key(st: &libc::stat) -> [i64; 7] {
-    [
-        st.st_dev as i64,
-        st.st_ino as i64,
-        st.st_size,
-        st.st_mtime,
-        st.st_mtime_nsec,
-        st.st_ctime,
-        st.st_ctime_nsec,
-    ]
-}
-
-impl StatCache {
-    fn file_digest(&self, path_key: Option<&[u8]>, f: &File, st: &libc::stat) -> Result<[u8; 32]> {
-        let k = stat_key(st);
-        if let Some(p) = path_key {
-            if let Ok(m) = self.map.lock() {
-                if let Some((sk, d)) = m.get(p) {
-                    if *sk == k {
-                        return Ok(*d);
-                    }
-                }
-            }
-        }
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut r = f;
-        loop {
-            let n = r.read(&mut buf).map_err(|e| ioe("read source", e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let d: [u8; 32] = h.finalize().into();
-        if let Some(p) = path_key {
-            if let Ok(mut m) = self.map.lock() {
-                if m.len() > 1_000_000 {
-                    m.clear();
-                }
-                m.insert(p.to_vec(), (k, d));
-            }
-        }
-        Ok(d)
-    }
-}
-
-/// What a hash covers of one entry: its path below the item, type, permission bits, owner,
-/// size, and its content digest or link target. Not mtimes.
-fn hash_entry(h: &mut Sha256, rel: &[u8], st: &libc::stat, extra: &[u8]) {
-    h.update(rel);
-    h.update([0]);
-    h.update(
-        format!(
-            "{:o} {} {} {}",
-            st.st_mode,
-            st.st_uid,
-            st.st_gid,
-            if kind(st) == libc::S_IFREG {
-                st.st_size
-            } else {
-                0
-            }
-        )
-        .as_bytes(),
-    );
-    h.update([0]);
-    h.update(extra);
-    h.update([0]);
-}
-
-/// The content hash of the sources of one COPY/ADD (Docker's `file:`/`dir:`/`multi:` form).
-/// `cacheable`: the roots are stable paths (a context dir read in place), so the stat cache
-/// applies.
-pub fn hash_items(
-    items: &[Item],
-    cache: &StatCache,
-    cacheable: bool,
-    ctx: Option<&Context>,
-) -> Result<String> {
-    let mut outer = Sha256::new();
-    let mut single_kind = "file";
-    for it in items {
-        let mut h = Sha256::new();
-        match it {
-            Item::Data {
-                name, data, mode, ..
-            } => {
-                h.update(name.as_bytes());
-                h.update(format!("{mode:o}").as_bytes());
-                h.update(Sha256::digest(data));
-            }
-            Item::Path { root, rel } => {
-                let f = open_in(root, rel)?;
-                let st = fstat(f.as_raw_fd()).map_err(|e| ioe(rel, e))?;
-                if kind(&st) == libc::S_IFDIR {
-                    single_kind = "dir";
-                    let base = root.join(rel);
-                    hash_dir(
-                        &mut h,
-                        f.as_raw_fd(),
-                        b"",
-                        rel,
-                        &base,
-                        cache,
-                        cacheable,
-                        ctx,
-                    )?;
-                } else {
-                    let key = cacheable.then(|| root.join(rel).into_os_string().into_vec());
-                    let d = cache.file_digest(key.as_deref(), &f, &st)?;
-                    hash_entry(&mut h, b"", &st, &d);
-                }
-            }
-        }
-        outer.update(h.finalize());
-    }
-    let hexd = hex::encode(outer.finalize());
-    Ok(if items.len() == 1 {
-        format!("{single_kind}:{hexd}")
-    } else {
-        format!("multi:{hexd}")
-    })
-}
-
-use std::os::unix::ffi::OsStringExt;
-
-#[allow(clippy::too_many_arguments)]
-fn hash_dir(
-    h: &mut Sha256,
-    dir: RawFd,
-    below: &[u8],
-    ctx_rel: &str,
-    base: &Path,
-    cache: &StatCache,
-    cacheable: bool,
-    ctx: Option<&Context>,
-) -> Result<()> {
-    for name in list_dir(dir).map_err(|e| ioe(base.display(), e))? {
-        let nb = name.to_bytes();
-        let crel = if ctx_rel.is_empty() {
-            String::from_utf8_lossy(nb).to_string()
-        } else {
-            format!("{ctx_rel}/{}", String::from_utf8_lossy(nb))
-        };
-        let mut rel = below.to_vec();
-        rel.push(b'/');
-        rel.extend_from_slice(nb);
-        let st = lstat_at(dir, &name).map_err(|e| ioe(&crel, e))?;
-        if skip(ctx, &crel, &st) {
-            continue;
-        }
-        match kind(&st) {
-            libc::S_IFDIR => {
-                hash_entry(h, &rel, &st, b"");
-                let sub = sys_openat(
-                    dir,
-                    &name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )
-                .map_err(|e| ioe(&crel, e))?;
-                hash_dir(h, sub.as_raw_fd(), &rel, &crel, base, cache, cacheable, ctx)?;
-            }
-            libc::S_IFREG => {
-                let f = File::from(
-                    sys_openat(dir, &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-                        .map_err(|e| ioe(&crel, e))?,
-                );
-                let key = cacheable.then(|| {
-                    let mut k = base.as_os_str().as_bytes().to_vec();
-                    k.extend_from_slice(&rel);
-                    k
-                });
-                let d = cache.file_digest(key.as_deref(), &f, &st)?;
-                hash_entry(h, &rel, &st, &d);
-            }
-            libc::S_IFLNK => {
-                let t = readlink_at(dir, &name).map_err(|e| ioe(&crel, e))?;
-                hash_entry(h, &rel, &st, &t);
-            }
-            _ => hash_entry(h, &rel, &st, b""),
-        }
-    }
-    Ok(())
-}
 
 // ---- writing ----
 
@@ -418,8 +31,8 @@ pub struct CopyOpts {
     pub chmod: Option<u32>,
     /// ADD: local tar archives (plain, gzip, zstd) are extracted.
     pub extract_archives: bool,
-    /// Which context the items come from (for .dockerignore below directories).
-    pub ignore_ctx: bool,
+    /// COPY `--exclude` patterns, relative to each source.
+    pub excludes: Ignore,
 }
 
 fn set_meta_fd(fd: RawFd, st: &libc::stat, o: &CopyOpts) -> io::Result<()> {
@@ -520,14 +133,103 @@ fn ensure_dir_at(dir: RawFd, name: &CStr) -> Result<OwnedFd> {
     .map_err(|e| ioe(name.to_string_lossy(), e))
 }
 
-/// Copy the entries of directory `src` into directory `dst` (recursively, links as links).
-fn copy_dir_contents(
-    src: RawFd,
+fn make_symlink(
     dst: RawFd,
-    ctx_rel: &str,
-    ctx: Option<&Context>,
+    name: &CStr,
+    target: &[u8],
+    st: &libc::stat,
     o: &CopyOpts,
 ) -> Result<()> {
+    clear_for(dst, name, false)?;
+    let t = cstr(target)?;
+    // SAFETY: valid C strings and fd.
+    if unsafe { libc::symlinkat(t.as_ptr(), dst, name.as_ptr()) } != 0 {
+        return Err(ioe(name.to_string_lossy(), io::Error::last_os_error()));
+    }
+    let (uid, gid) = o.owner.unwrap_or((st.st_uid, st.st_gid));
+    // SAFETY: valid fd and C string; the link itself, never its target.
+    unsafe { libc::fchownat(dst, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+    let ts = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    // SAFETY: as above.
+    unsafe { libc::utimensat(dst, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    Ok(())
+}
+
+/// A stat of a walked context entry (the fields the copy uses).
+fn entry_stat(e: &Entry) -> libc::stat {
+    // SAFETY: an all-zero stat is a valid value; the fields used are filled below.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    st.st_mode = e.mode;
+    st.st_uid = e.uid;
+    st.st_gid = e.gid;
+    st.st_mtime = (e.mtime_ns.div_euclid(1_000_000_000)) as i64;
+    st.st_mtime_nsec = (e.mtime_ns.rem_euclid(1_000_000_000)) as i64;
+    st.st_atime = st.st_mtime;
+    st.st_atime_nsec = st.st_mtime_nsec;
+    st
+}
+
+/// Copy what is below context entry `path` (as walked: `.dockerignore` applied) into
+/// directory `dst`. Files are opened beneath the context root with no symlink followed.
+fn copy_ctx_tree(w: &WalkedContext, path: &str, dst: RawFd, o: &CopyOpts) -> Result<()> {
+    let cut = if path.is_empty() { 0 } else { path.len() + 1 };
+    // Open directories along the current path (pre-order walk), with their stat for the
+    // metadata set once their contents are written.
+    let mut stack: Vec<(String, OwnedFd, libc::stat)> = Vec::new();
+    let finish = |(_, fd, st): (String, OwnedFd, libc::stat)| -> Result<()> {
+        set_meta_fd(fd.as_raw_fd(), &st, o).map_err(|e| ioe("set directory metadata", e))
+    };
+    for e in w.subtree(path).iter().skip(1) {
+        let rel = &e.path[cut.min(e.path.len())..];
+        if !o.excludes.is_empty() && o.excludes.matches(rel) {
+            continue;
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        while stack.last().is_some_and(|(d, _, _)| d != parent) {
+            if let Some(top) = stack.pop() {
+                finish(top)?;
+            }
+        }
+        let pfd = match stack.last() {
+            Some((_, fd, _)) => fd.as_raw_fd(),
+            None if parent.is_empty() => dst,
+            // Its directory was excluded.
+            None => continue,
+        };
+        let cname = cstr(name.as_bytes())?;
+        let st = entry_stat(e);
+        match &e.kind {
+            EntryKind::Dir => {
+                let d = ensure_dir_at(pfd, &cname)?;
+                stack.push((rel.to_string(), d, st));
+            }
+            EntryKind::File => {
+                let mut f = w
+                    .open_file(&e.path)
+                    .map_err(|err| context_error("COPY", err))?;
+                write_file_at(pfd, &cname, &mut f, &st, o)?;
+            }
+            EntryKind::Symlink(t) => make_symlink(pfd, &cname, t.as_bytes(), &st, o)?,
+            EntryKind::Other => {}
+        }
+    }
+    while let Some(top) = stack.pop() {
+        finish(top)?;
+    }
+    Ok(())
+}
+
+/// Copy the entries of directory `src` into directory `dst` (recursively, links as links).
+fn copy_dir_contents(src: RawFd, dst: RawFd, ctx_rel: &str, o: &CopyOpts) -> Result<()> {
     for name in list_dir(src).map_err(|e| ioe(ctx_rel, e))? {
         let crel = if ctx_rel.is_empty() {
             String::from_utf8_lossy(name.to_bytes()).to_string()
@@ -535,9 +237,6 @@ fn copy_dir_contents(
             format!("{ctx_rel}/{}", String::from_utf8_lossy(name.to_bytes()))
         };
         let st = lstat_at(src, &name).map_err(|e| ioe(&crel, e))?;
-        if skip(ctx, &crel, &st) {
-            continue;
-        }
         match kind(&st) {
             libc::S_IFDIR => {
                 let s = sys_openat(
@@ -548,7 +247,7 @@ fn copy_dir_contents(
                 )
                 .map_err(|e| ioe(&crel, e))?;
                 let d = ensure_dir_at(dst, &name)?;
-                copy_dir_contents(s.as_raw_fd(), d.as_raw_fd(), &crel, ctx, o)?;
+                copy_dir_contents(s.as_raw_fd(), d.as_raw_fd(), &crel, o)?;
                 set_meta_fd(d.as_raw_fd(), &st, o).map_err(|e| ioe(&crel, e))?;
             }
             libc::S_IFREG => {
@@ -560,29 +259,7 @@ fn copy_dir_contents(
             }
             libc::S_IFLNK => {
                 let target = readlink_at(src, &name).map_err(|e| ioe(&crel, e))?;
-                clear_for(dst, &name, false)?;
-                let t = cstr(&target)?;
-                // SAFETY: valid C strings and fd.
-                if unsafe { libc::symlinkat(t.as_ptr(), dst, name.as_ptr()) } != 0 {
-                    return Err(ioe(&crel, io::Error::last_os_error()));
-                }
-                let (uid, gid) = o.owner.unwrap_or((st.st_uid, st.st_gid));
-                // SAFETY: valid fd and C string; the link itself, never its target.
-                unsafe { libc::fchownat(dst, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
-                let ts = [
-                    libc::timespec {
-                        tv_sec: st.st_atime,
-                        tv_nsec: st.st_atime_nsec,
-                    },
-                    libc::timespec {
-                        tv_sec: st.st_mtime,
-                        tv_nsec: st.st_mtime_nsec,
-                    },
-                ];
-                // SAFETY: as above.
-                unsafe {
-                    libc::utimensat(dst, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
-                };
+                make_symlink(dst, &name, &target, &st, o)?;
             }
             // Devices, fifos and sockets are not copied.
             _ => {}
@@ -691,6 +368,10 @@ pub fn copy_into(
             Item::Path { root, rel } => open_in(root, rel)
                 .map(|mut f| looks_like_archive(&mut f))
                 .unwrap_or(false),
+            Item::Ctx { path, .. } => ctx
+                .and_then(|c| c.walked().open_file(path).ok())
+                .map(|mut f| looks_like_archive(&mut f))
+                .unwrap_or(false),
             Item::Data { .. } => false,
         });
     let direct = match upper {
@@ -750,29 +431,57 @@ pub fn copy_into(
                 )
                 .map_err(|e| ioe(&fname, e))?;
             }
+            Item::Ctx { path, name } => {
+                let c = ctx.ok_or_else(|| {
+                    EngineError::Internal("context sources without a context".into())
+                })?;
+                let w = c.walked();
+                let Some(e) = w.entry(path) else {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "COPY failed: file not found in build context or excluded by .dockerignore: stat {path}: file does not exist"
+                    )));
+                };
+                let st = entry_stat(e);
+                let (dir, fname) = if dest_is_dir {
+                    (dest.to_string(), name.clone())
+                } else {
+                    split_dest(dest)
+                };
+                match &e.kind {
+                    EntryKind::Dir => copy_ctx_tree(w, path, dest_dir(dest)?.as_raw_fd(), o)?,
+                    EntryKind::File => {
+                        let mut src = w
+                            .open_file(path)
+                            .map_err(|err| context_error("COPY", err))?;
+                        if o.extract_archives && looks_like_archive(&mut src) {
+                            extract(src, &dest_dir(dest)?)?;
+                            continue;
+                        }
+                        let d = dest_dir(&dir)?;
+                        write_file_at(d.as_raw_fd(), &cstr(fname.as_bytes())?, &mut src, &st, o)?;
+                    }
+                    EntryKind::Symlink(t) => {
+                        let d = dest_dir(&dir)?;
+                        make_symlink(
+                            d.as_raw_fd(),
+                            &cstr(fname.as_bytes())?,
+                            t.as_bytes(),
+                            &st,
+                            o,
+                        )?;
+                    }
+                    EntryKind::Other => {}
+                }
+            }
             Item::Path { root, rel } => {
                 let mut src = open_in(root, rel)?;
                 let st = fstat(src.as_raw_fd()).map_err(|e| ioe(rel, e))?;
-                let ictx = if o.ignore_ctx { ctx } else { None };
                 if kind(&st) == libc::S_IFDIR {
                     let d = dest_dir(dest)?;
-                    copy_dir_contents(src.as_raw_fd(), d.as_raw_fd(), rel, ictx, o)?;
+                    copy_dir_contents(src.as_raw_fd(), d.as_raw_fd(), rel, o)?;
                 } else if kind(&st) == libc::S_IFREG {
                     if o.extract_archives && looks_like_archive(&mut src) {
-                        let d = dest_dir(dest)?;
-                        let plain = berth_store::compress::decompressed(io::BufReader::new(src))?;
-                        let mut plain = plain;
-                        let uo = berth_store::unpack::UnpackOptions {
-                            reset_owner: false,
-                            refuse_whiteouts: true,
-                            no_overwrite_dir_non_dir: false,
-                            xattrs: false,
-                        };
-                        berth_store::unpack::unpack_into(
-                            &mut plain,
-                            std::os::fd::AsFd::as_fd(&d),
-                            uo,
-                        )?;
+                        extract(src, &dest_dir(dest)?)?;
                         continue;
                     }
                     let base = rel.rsplit('/').next().unwrap_or(rel).to_string();
@@ -787,6 +496,19 @@ pub fn copy_into(
             }
         }
     }
+    Ok(())
+}
+
+/// Extract a (possibly compressed) tar with the store's safe unpacker into `dir`.
+fn extract(src: File, dir: &File) -> Result<()> {
+    let mut plain = berth_store::compress::decompressed(io::BufReader::new(src))?;
+    let uo = berth_store::unpack::UnpackOptions {
+        reset_owner: false,
+        refuse_whiteouts: true,
+        no_overwrite_dir_non_dir: false,
+        xattrs: false,
+    };
+    berth_store::unpack::unpack_into(&mut plain, std::os::fd::AsFd::as_fd(dir), uo)?;
     Ok(())
 }
 
@@ -993,17 +715,18 @@ mod tests {
         )
         .unwrap();
         assert!(root.join("m/b").exists());
-        // Globs and hashes.
-        let g = expand_source(&src, None, "*.txt", "COPY").unwrap();
+        // Globs and hashes of --from sources.
+        use crate::build::sources::{expand_source, hash_items};
+        let g = expand_source(&src, "*.txt", "COPY").unwrap();
         assert_eq!(g, vec!["a.txt"]);
-        assert!(expand_source(&src, None, "nope", "COPY").is_err());
-        assert!(expand_source(&src, None, "../x", "COPY").is_err());
-        let cache = StatCache::default();
-        let h1 = hash_items(&[item("dir")], &cache, true, None).unwrap();
+        assert!(expand_source(&src, "nope", "COPY").is_err());
+        assert!(expand_source(&src, "../x", "COPY").is_err());
+        let none = Ignore::default();
+        let h1 = hash_items(&[item("dir")], None, &none).unwrap();
         assert!(h1.starts_with("dir:"));
-        assert_eq!(h1, hash_items(&[item("dir")], &cache, true, None).unwrap());
+        assert_eq!(h1, hash_items(&[item("dir")], None, &none).unwrap());
         std::fs::write(src.join("dir/sub/b"), "C").unwrap();
-        assert_ne!(h1, hash_items(&[item("dir")], &cache, true, None).unwrap());
+        assert_ne!(h1, hash_items(&[item("dir")], None, &none).unwrap());
     }
 
     #[test]

@@ -7,154 +7,18 @@ use std::path::{Path, PathBuf};
 
 use berth_build::ast::{Args, Copy, Instruction, InstructionKind, MountKind, RunMount};
 
-use super::copy::{self, CopyOpts, Item};
+use super::copy::{self, CopyOpts};
 use super::executor::{
     blocking, Action, BindSource, Builder, CopyPlan, StageState, StepPlan, PROXY_ARGS,
 };
 use super::fetch;
+use super::format::{abs_path, expose_ports, go_duration, go_quote, go_quote_list, nop, nop1};
 use super::run::RunSpec;
+use super::sources::{self, Item};
 use crate::{EngineError, Result};
 
 fn bad(msg: impl Into<String>) -> EngineError {
     EngineError::InvalidArgument(msg.into())
-}
-
-/// Go's `%q` of a string (strconv.Quote).
-pub fn go_quote(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            '\r' => o.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                o.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// Go's `%q` of a []string: `["a" "b"]`.
-pub fn go_quote_list(v: &[String]) -> String {
-    format!(
-        "[{}]",
-        v.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(" ")
-    )
-}
-
-/// Go's time.Duration.String().
-pub fn go_duration(ns: i64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let neg = ns < 0;
-    let u = ns.unsigned_abs();
-    let s = if u < 1_000 {
-        format!("{u}ns")
-    } else if u < 1_000_000 {
-        trim_frac(u as f64 / 1e3, "µs")
-    } else if u < 1_000_000_000 {
-        trim_frac(u as f64 / 1e6, "ms")
-    } else {
-        let total_s = u / 1_000_000_000;
-        let frac = u % 1_000_000_000;
-        let (h, m, sec) = (total_s / 3600, (total_s / 60) % 60, total_s % 60);
-        let secs = if frac == 0 {
-            format!("{sec}s")
-        } else {
-            let f = format!("{frac:09}");
-            format!("{sec}.{}s", f.trim_end_matches('0'))
-        };
-        if h > 0 {
-            format!("{h}h{m}m{secs}")
-        } else if m > 0 {
-            format!("{m}m{secs}")
-        } else {
-            secs
-        }
-    };
-    if neg {
-        format!("-{s}")
-    } else {
-        s
-    }
-}
-
-fn trim_frac(v: f64, unit: &str) -> String {
-    let s = format!("{v:.9}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s}{unit}")
-}
-
-fn nop(shell: &[String], text: String) -> Vec<String> {
-    let mut v = shell.to_vec();
-    v.push("#(nop) ".into());
-    v.push(text);
-    v
-}
-
-fn nop1(shell: &[String], text: String) -> Vec<String> {
-    let mut v = shell.to_vec();
-    v.push(format!("#(nop) {text}"));
-    v
-}
-
-/// Docker's port spec normalisation for EXPOSE: `80` → `80/tcp`, ranges expanded.
-fn expose_ports(word: &str) -> Result<Vec<String>> {
-    let (ports, proto) = match word.split_once('/') {
-        Some((p, pr)) => (p, pr.to_ascii_lowercase()),
-        None => (word, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(bad(format!("invalid proto: {proto}")));
-    }
-    let ports = ports.rsplit(':').next().unwrap_or(ports);
-    let (lo, hi) = match ports.split_once('-') {
-        Some((a, b)) => (a, b),
-        None => (ports, ports),
-    };
-    let p = |s: &str| {
-        s.parse::<u16>()
-            .map_err(|_| bad(format!("invalid containerPort: {ports}")))
-    };
-    let (lo, hi) = (p(lo)?, p(hi)?);
-    if hi < lo {
-        return Err(bad(format!(
-            "invalid range specified for container port: {ports}"
-        )));
-    }
-    Ok((lo..=hi).map(|n| format!("{n}/{proto}")).collect())
-}
-
-/// Join a WORKDIR or COPY destination with the current working directory, cleaned, keeping a
-/// trailing `/`.
-pub fn abs_path(workdir: &str, p: &str) -> String {
-    let slash = p.ends_with('/') || p.ends_with("/.") || p == ".";
-    let joined = if p.starts_with('/') {
-        p.to_string()
-    } else {
-        format!("{}/{p}", if workdir.is_empty() { "/" } else { workdir })
-    };
-    let mut out: Vec<&str> = Vec::new();
-    for c in joined.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    let mut s = format!("/{}", out.join("/"));
-    if slash && s != "/" && p != "." {
-        s.push('/');
-    }
-    s
 }
 
 impl Builder {
@@ -631,11 +495,15 @@ impl Builder {
         for s in &c.sources {
             sources.push(self.expand(st, s)?);
         }
+        let mut excludes = Vec::new();
+        for x in &c.excludes {
+            excludes.push(self.expand(st, x)?);
+        }
         let opts = CopyOpts {
             owner: None,
             chmod,
             extract_archives: is_add && c.unpack != Some(false),
-            ignore_ctx: c.from.is_none(),
+            excludes: berth_build::ignore::Ignore::from_patterns(&excludes),
         };
         if let Some(from) = &c.from {
             let from_x = self.expand_meta(from)?;
@@ -668,7 +536,6 @@ impl Builder {
             return Ok((plan, nop1(shell, text), extra));
         }
         let mut items = Vec::new();
-        let root = self.ctx.root().to_path_buf();
         for s in &sources {
             let hname = s
                 .trim_start_matches("<<")
@@ -703,12 +570,7 @@ impl Builder {
             if fetch::is_url(s) {
                 return Err(bad(format!("source can't be a URL for {keyword}")));
             }
-            let (r, ctx, s2) = (root.clone(), self.ctx.clone(), s.clone());
-            let rels = blocking(move || copy::expand_source(&r, Some(&ctx), &s2, keyword)).await?;
-            items.extend(rels.into_iter().map(|rel| Item::Path {
-                root: root.clone(),
-                rel,
-            }));
+            items.extend(sources::resolve_context(&self.ctx, s, keyword)?);
         }
         if items.is_empty() {
             return Err(bad(format!(
@@ -718,15 +580,9 @@ impl Builder {
         if items.len() > 1 && !dest_word.ends_with('/') {
             return Err(bad(format!("When using {keyword} with more than one source file, the destination must be a directory and end with a /")));
         }
-        let (it2, ctx, cacheable, svc) = (
-            items.clone(),
-            self.ctx.clone(),
-            self.stat_cache_ok,
-            self.svc.clone(),
-        );
+        let (it2, ctx, ex) = (items.clone(), self.ctx.clone(), opts.excludes.clone());
         let t0 = std::time::Instant::now();
-        let hash = blocking(move || copy::hash_items(&it2, &svc.stat_cache, cacheable, Some(&ctx)))
-            .await?;
+        let hash = blocking(move || sources::hash_items(&it2, Some(&ctx), &ex)).await?;
         tracing::debug!(
             ms = t0.elapsed().as_secs_f64() * 1e3,
             "build: sources hashed"
@@ -757,7 +613,6 @@ impl Builder {
         let ctx = self.ctx.clone();
         let from_dir = self.step_dir();
         let shell = st.config.shell_or_default();
-        let svc = self.svc.clone();
         blocking(move || {
             let mut created_by = None;
             let mut src_root = None;
@@ -767,7 +622,7 @@ impl Builder {
                 let rootfs = root.rootfs();
                 items.clear();
                 for s in &cp.sources {
-                    for rel in copy::expand_source(&rootfs, None, s, cp.keyword)? {
+                    for rel in sources::expand_source(&rootfs, s, cp.keyword)? {
                         items.push(Item::Path {
                             root: rootfs.clone(),
                             rel,
@@ -780,7 +635,8 @@ impl Builder {
                         cp.keyword
                     )));
                 }
-                let hash = copy::hash_items(&items, &svc.stat_cache, false, None)?;
+                let hash =
+                    sources::hash_items(&items, None, &berth_build::ignore::Ignore::default())?;
                 created_by = Some(nop1(
                     &shell,
                     format!("{} {hash} in {} ", cp.keyword, cp.dest),
@@ -824,39 +680,4 @@ fn contained(root: &Path, rel: &str) -> Result<PathBuf> {
         )));
     }
     Ok(p)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_formats() {
-        assert_eq!(
-            go_quote_list(&["sh".into(), "-c".into(), "echo \"hi\"".into()]),
-            r#"["sh" "-c" "echo \"hi\""]"#
-        );
-        assert_eq!(go_duration(0), "0s");
-        assert_eq!(go_duration(300_000_000_000), "5m0s");
-        assert_eq!(go_duration(3_000_000_000), "3s");
-        assert_eq!(go_duration(1_500_000_000), "1.5s");
-        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
-        assert_eq!(go_duration(500_000_000), "500ms");
-    }
-
-    #[test]
-    fn paths_and_ports() {
-        assert_eq!(abs_path("", "app"), "/app");
-        assert_eq!(abs_path("/app", "sub/"), "/app/sub/");
-        assert_eq!(abs_path("/app", "."), "/app");
-        assert_eq!(abs_path("/app", "./"), "/app/");
-        assert_eq!(abs_path("/app", "/x/../y"), "/y");
-        assert_eq!(expose_ports("80").unwrap(), vec!["80/tcp"]);
-        assert_eq!(expose_ports("53/UDP").unwrap(), vec!["53/udp"]);
-        assert_eq!(
-            expose_ports("8000-8001").unwrap(),
-            vec!["8000/tcp", "8001/tcp"]
-        );
-        assert!(expose_ports("x").is_err());
-    }
 }

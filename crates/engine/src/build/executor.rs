@@ -9,10 +9,11 @@ use berth_build::ast::{Dockerfile, Instruction, InstructionKind};
 use berth_store::Digest;
 
 use super::context::Context;
-use super::copy::{self, Item, StepRoot};
+use super::copy::{self, StepRoot};
 use super::imagecfg::{self, ImageBlob, Parent, RunConfig, DEFAULT_PATH};
 use super::output::Output;
 use super::run::{self, RunSpec};
+use super::sources::Item;
 use super::{cache, BuildOptions, BuildService, Failure};
 use crate::{EngineError, Result};
 
@@ -103,7 +104,6 @@ pub(super) struct Builder {
     pub names: Vec<Option<String>>,
     pub meta: Vec<(String, Option<String>)>,
     pub consumed: BTreeSet<String>,
-    pub stat_cache_ok: bool,
 }
 
 fn bad(msg: impl Into<String>) -> EngineError {
@@ -143,7 +143,6 @@ impl Builder {
             .tmp_dir()
             .join(format!("build-{}", berth_store::atomic::random_hex(8)));
         std::fs::create_dir_all(&work).map_err(EngineError::from)?;
-        let stat_cache_ok = ctx.is_in_place();
         let mut b = Builder {
             svc,
             opts,
@@ -162,7 +161,6 @@ impl Builder {
                 .collect(),
             meta: Vec::new(),
             consumed: BTreeSet::new(),
-            stat_cache_ok,
         };
         let res = b.build_all(&df).await;
         // Unmount now; remove the step dirs (whole copies of what the steps wrote) after the

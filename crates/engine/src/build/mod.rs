@@ -19,9 +19,12 @@ mod copy;
 mod dispatch;
 mod executor;
 mod fetch;
+mod format;
+mod fsutil;
 pub mod imagecfg;
 pub mod output;
 mod run;
+mod sources;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,8 +80,6 @@ pub struct BuildService {
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
     pub db: Arc<Db>,
-    /// File digests of contexts read in place, kept between builds.
-    pub(crate) stat_cache: copy::StatCache,
 }
 
 impl BuildService {
@@ -93,7 +94,6 @@ impl BuildService {
             images,
             containers,
             db,
-            stat_cache: copy::StatCache::default(),
         })
     }
 
@@ -111,16 +111,20 @@ impl BuildService {
         source: ContextSource,
         out: Output,
     ) -> Result<Digest> {
-        let this = self.clone();
         let tmp = self.cfg.tmp_dir();
-        let ignore_file = true;
-        let ctx = tokio::task::spawn_blocking(move || {
-            let _ = &this;
-            context::Context::open(source, &tmp, ignore_file)
+        let cache_dir = self.cfg.data_root.join("build-statcache");
+        let ctx =
+            tokio::task::spawn_blocking(move || context::Context::open(source, &tmp, &cache_dir))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??;
+        let ctx = Arc::new(ctx);
+        let res = executor::Builder::run(self.clone(), opts, ctx.clone(), out.clone()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            ctx.save_cache();
+            // An unpacked context is removed off the critical path.
+            std::thread::spawn(move || drop(ctx));
         })
-        .await
-        .map_err(|e| EngineError::Internal(e.to_string()))??;
-        let res = executor::Builder::run(self.clone(), opts, Arc::new(ctx), out.clone()).await;
+        .await;
         match res {
             Ok(id) => Ok(id),
             Err(f) => {
