@@ -258,7 +258,10 @@ fn berth_build_flags_and_errors() {
     );
     // --label adds a LABEL step at the end, as the classic builder does.
     assert!(out.contains("Step 1/6 : FROM busybox"), "{out}");
-    assert!(out.contains("Step 6/6 : LABEL \"team\"='builders'"), "{out}");
+    assert!(
+        out.contains("Step 6/6 : LABEL \"team\"='builders'"),
+        "{out}"
+    );
     assert!(out.contains("Successfully tagged flags:two"), "{out}");
     let id = fs::read_to_string(&iid).expect("iidfile");
     assert!(id.starts_with("sha256:") && !id.ends_with('\n'), "{id:?}");
@@ -397,4 +400,67 @@ fn berth_build_flags_and_errors() {
         "{}",
         d.describe(&out)
     );
+}
+
+/// Timings (not a pass/fail test): `cargo test -p berth --test build_corpus -- --ignored
+/// --nocapture build_timings`. The bench's Dockerfile shape on a 2000-file, 50 MB context:
+/// first build, no-change rebuild and late-change rebuild through `berth build` (in place),
+/// `berth build` with the tar forced, and `docker build`.
+#[test]
+#[ignore]
+fn build_timings() {
+    let d = TestDaemon::start();
+    d.import_busybox("busybox:latest");
+    let ctx = d.scratch_dir().join("timing");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    let chunk = vec![b'x'; 25 * 1024];
+    for i in 0..2000 {
+        let p = ctx.join(format!("data/d{}/f{i}", i % 20));
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let mut data = chunk.clone();
+        data.extend_from_slice(i.to_string().as_bytes());
+        fs::write(p, data).expect("write");
+    }
+    fs::write(ctx.join("late.txt"), "0").expect("write");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nCOPY data /data\nRUN ls -R /data | wc -l > /count\nCOPY late.txt /late.txt\nCMD [\"cat\", \"/late.txt\"]\n",
+    )
+    .expect("write");
+    let c = ctx.to_string_lossy().into_owned();
+    let clients: [(&str, &[(&str, &str)]); 3] = [
+        ("berth (in place)", &[]),
+        ("berth (tar)", &[("BERTH_BUILD_TAR", "1")]),
+        ("docker", &[]),
+    ];
+    for (i, (label, env)) in clients.iter().enumerate() {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["build", "-q", "-t", "timing:latest"];
+            args.extend_from_slice(extra);
+            args.push(&c);
+            let t = std::time::Instant::now();
+            let out = if *label == "docker" {
+                docker_classic(&d, &args, None)
+            } else {
+                berth_env(&d, &args, env, None)
+            };
+            let el = t.elapsed();
+            ok(&d, label, out);
+            el
+        };
+        let first = run(&["--no-cache"]);
+        let mut nochange = Vec::new();
+        let mut late = Vec::new();
+        for r in 0..5 {
+            nochange.push(run(&[]));
+            fs::write(ctx.join("late.txt"), format!("{i}-{r}")).expect("write");
+            late.push(run(&[]));
+        }
+        nochange.sort();
+        late.sort();
+        eprintln!(
+            "{label}: first {first:?}, no-change median {:?}, late-change median {:?}",
+            nochange[2], late[2]
+        );
+    }
 }
