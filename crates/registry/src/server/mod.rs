@@ -79,7 +79,10 @@ pub(crate) struct Registry {
 
 /// Entry point of `berth registry serve ARGS` (`args[0]` is "serve"); returns the exit code.
 pub fn run(args: &[OsString]) -> i32 {
-    let a = match ServeArgs::try_parse_from(args) {
+    // Usage lines name the whole command, not just "serve".
+    let argv =
+        std::iter::once(OsString::from("berth registry serve")).chain(args.iter().skip(1).cloned());
+    let a = match ServeArgs::try_parse_from(argv) {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
