@@ -147,14 +147,16 @@ impl NetworkService {
             predefined: false,
             user_subnet,
         };
+        // The record first (still under `ops`, so no other create takes the subnet), then the
+        // device: a crash in between leaves a record whose bridge the next start creates, never
+        // a device no record names (which could not be told from another engine's).
+        self.put_network(&rec)?;
         drop(_ops);
-        // Device first, record last; undo the device if anything fails.
         if let Err(e) = self.bring_up(&rec).await {
             self.bring_down(&rec).await;
-            return Err(e);
-        }
-        if let Err(e) = self.put_network(&rec) {
-            self.bring_down(&rec).await;
+            if self.db.delete(TABLE, &rec.id).is_ok() {
+                lock(&self.state).nets.remove(&rec.id);
+            }
             return Err(e);
         }
         let _ops = lock(&self.ops);
@@ -180,9 +182,10 @@ impl NetworkService {
                 n.name
             )));
         }
+        // The device first, the record last (see `create`).
+        self.bring_down(&n).await;
         self.db.delete(TABLE, &n.id)?;
         lock(&self.state).nets.remove(&n.id);
-        self.bring_down(&n).await;
         let _ops = lock(&self.ops);
         if let Err(e) = self.apply_firewall() {
             tracing::warn!("firewall after removing network {}: {e}", n.name);
