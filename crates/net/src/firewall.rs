@@ -3,9 +3,7 @@
 //! engine computed from its records (crash-safe, and nothing outside the table is touched).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use crate::{Ipv4Net, NetError, Result};
 
@@ -66,7 +64,7 @@ impl Firewall {
             return Ok(());
         }
         *applied = None;
-        run_nft(&script)?;
+        crate::nft::run(&script)?;
         *applied = Some(script);
         Ok(())
     }
@@ -80,7 +78,7 @@ impl Firewall {
         check_name(&self.table, "table")?;
         self.invalidate();
         // Declaring the table first makes the delete succeed when it is absent.
-        run_nft(&format!(
+        crate::nft::run(&format!(
             "table ip {t}\ndelete table ip {t}\ntable bridge {t}\ndelete table bridge {t}\n",
             t = self.table
         ))
@@ -264,29 +262,6 @@ fn check_name(name: &str, what: &str) -> Result<()> {
         Ok(())
     } else {
         Err(NetError::Firewall(format!("invalid {what} name {name:?}")))
-    }
-}
-
-fn run_nft(script: &str) -> Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| NetError::Firewall(format!("running nft: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetError::Firewall(format!(
-            "nft -f failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
     }
 }
 

@@ -6,6 +6,7 @@
 //!   dedicated thread per call that needs another namespace).
 //! - [`firewall`]: berth's nftables table: masquerade, isolation of networks, `--internal`,
 //!   published ports (DNAT); applied as one atomic transaction.
+//! - [`nft`]: runs nft scripts (libnftables with a kept-open context, or the `nft` binary).
 //! - [`ports`]: host port reservation (the "port is already allocated" check) and random ports.
 //! - [`dns`]: the embedded DNS server for user-defined networks (names → addresses, forwarding).
 
@@ -14,6 +15,7 @@ pub mod error;
 pub mod firewall;
 pub mod ipam;
 pub mod link;
+pub mod nft;
 pub mod ports;
 
 pub use error::{NetError, Result};

@@ -289,7 +289,65 @@ fn apply_timing() {
     assert!(list(&table).unwrap().contains("tcp dport 20049"));
     let t = std::time::Instant::now();
     fw.remove().unwrap();
-    eprintln!("Firewall::remove: {:?}", t.elapsed());
+    eprintln!(
+        "Firewall::remove: {:?} (backend {})",
+        t.elapsed(),
+        berth_net::nft::backend()
+    );
+}
+
+#[test]
+fn library_and_binary_backends_agree() {
+    let mut net = TestNet::new();
+    let (t1, t2) = (net.table(), net.table());
+    let port = PortRule {
+        proto: Proto::Udp,
+        host_ip: Some(Ipv4Addr::LOCALHOST),
+        host_port: 5353,
+        container_ip: net.ip(2),
+        container_port: 53,
+    };
+    let s1 = Firewall::new(&t1)
+        .render(&[rules(&net, true)], std::slice::from_ref(&port))
+        .unwrap();
+    let s2 = Firewall::new(&t2)
+        .render(&[rules(&net, true)], &[port])
+        .unwrap();
+    berth_net::nft::run(&s1).unwrap();
+    berth_net::nft::run_binary(&s2).unwrap();
+    let (l1, l2) = (list(&t1).unwrap(), list(&t2).unwrap());
+    assert_eq!(l1.replace(&t1, "T"), l2.replace(&t2, "T"));
+    assert!(l1.contains("udp dport 5353 dnat to"), "{l1}");
+    // The library's netlink socket is close-on-exec (not inherited by containers).
+    if berth_net::nft::backend() == "libnftables" {
+        let mut netfilter_sockets = 0;
+        for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let fd = e.file_name().to_string_lossy().to_string();
+            let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+                continue;
+            };
+            let Ok(link) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            if !link.to_string_lossy().starts_with("socket:") {
+                continue;
+            }
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+                .unwrap();
+            assert_ne!(flags & 0o2000000, 0, "socket fd {fd} not close-on-exec");
+            netfilter_sockets += 1;
+        }
+        assert!(netfilter_sockets >= 1);
+    }
+    // Errors carry nft's message on both paths.
+    let bad = format!("delete table ip {t1}x");
+    let e1 = berth_net::nft::run(&bad).unwrap_err().to_string();
+    let e2 = berth_net::nft::run_binary(&bad).unwrap_err().to_string();
+    assert!(e1.contains("No such file or directory"), "{e1}");
+    assert!(e2.contains("No such file or directory"), "{e2}");
 }
 
 #[test]
