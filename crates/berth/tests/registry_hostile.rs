@@ -197,7 +197,7 @@ struct Image {
 fn image(tag_text: &str) -> Image {
     let layer = layer_tar(&[("hostile.txt", tag_text.as_bytes())]);
     let layer_digest = sha256_digest(&layer);
-    let config = image_config("amd64", &[layer_digest.clone()], &["/bin/sh"]);
+    let config = image_config("amd64", std::slice::from_ref(&layer_digest), &["/bin/sh"]);
     let config_digest = sha256_digest(&config);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
@@ -561,7 +561,7 @@ fn engine_killed_mid_pull_leaves_nothing_and_a_retry_completes() {
         .collect();
     let layer = layer_tar(&refs);
     let layer_digest = sha256_digest(&layer);
-    let config = image_config("amd64", &[layer_digest.clone()], &["/bin/sh"]);
+    let config = image_config("amd64", std::slice::from_ref(&layer_digest), &["/bin/sh"]);
     let config_digest = sha256_digest(&config);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,

@@ -33,6 +33,9 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Status, headers (lower-case names) and body of a response.
+pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex_lower(&Sha256::digest(data))
 }
@@ -153,7 +156,7 @@ impl Registry {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
-    ) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    ) -> std::io::Result<HttpResponse> {
         let auth = self
             .creds
             .as_ref()
@@ -347,7 +350,7 @@ pub fn http_tcp(
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
