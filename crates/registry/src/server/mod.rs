@@ -202,6 +202,8 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
 
 /// Every request: auth, routing, then the API version header on the response.
 async fn handle(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let mut resp = match dispatch(&reg, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -209,6 +211,11 @@ async fn handle(State(reg): State<Arc<Registry>>, req: Request) -> Response {
     resp.headers_mut().insert(
         HeaderName::from_static("docker-distribution-api-version"),
         HeaderValue::from_static("registry/2.0"),
+    );
+    tracing::debug!(
+        "{method} {path} -> {} ({} ms to headers)",
+        resp.status().as_u16(),
+        started.elapsed().as_millis()
     );
     resp
 }
