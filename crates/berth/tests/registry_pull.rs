@@ -456,3 +456,45 @@ fn concurrent_pulls_of_one_image_both_succeed() {
         "{content:?}"
     );
 }
+
+#[test]
+fn shared_layers_are_not_downloaded_twice() {
+    let d = TestDaemon::start();
+    let reg = Registry::start();
+    let base = layer_tar(&[("base", b"shared base layer\n")]);
+    let base_digest = sha256_digest(&base);
+    push_image(
+        &reg,
+        "share/a",
+        "1",
+        "amd64",
+        &[base.clone(), layer_tar(&[("a", b"a")])],
+        true,
+    );
+    push_image(
+        &reg,
+        "share/b",
+        "1",
+        "amd64",
+        &[base, layer_tar(&[("b", b"b")])],
+        true,
+    );
+    d.docker_ok(&["pull", &format!("{}/share/a:1", reg.addr())]);
+    let out = d.docker_ok(&["pull", &format!("{}/share/b:1", reg.addr())]);
+    let short = &base_digest["sha256:".len().."sha256:".len() + 12];
+    assert!(out.contains(&format!("{short}: Already exists")), "{out}");
+    assert!(out.contains(": Pull complete"), "{out}");
+    // A single-platform image that is not the platform asked for.
+    let err = d.docker_err(&[
+        "pull",
+        "--platform",
+        "linux/arm64",
+        &format!("{}/share/b:1", reg.addr()),
+    ]);
+    assert!(
+        err.contains(
+            "does not match the specified platform: wanted linux/arm64, actual: linux/amd64"
+        ),
+        "{err}"
+    );
+}

@@ -370,7 +370,7 @@ async fn pull_one(ctx: &Ctx<'_>, r: &Reference, top: Fetched) -> Result<Outcome>
         };
         if !want.matches(&have) {
             return Err(EngineError::NotFound(format!(
-                "image with reference {} was found but its platform ({have}) does not match the specified platform ({want})",
+                "image with reference {} was found but does not match the specified platform: wanted {want}, actual: {have}",
                 r.familiar_tagged()
             )));
         }
