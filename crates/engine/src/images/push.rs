@@ -373,12 +373,23 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
         )
         .await?;
     }
+    // Repositories of this registry the image was pulled from (its RepoDigests) hold all its
+    // blobs: mount candidates besides the blob-source table.
+    let hints: Arc<Vec<String>> = Arc::new(
+        rec.repo_digests
+            .iter()
+            .filter_map(|rd| Reference::parse(rd).ok())
+            .filter(|r| r.domain == ctx.registry)
+            .map(|r| registries::target(&r, &RegistryOptions::default()).repository)
+            .collect(),
+    );
     let rec = Arc::new(rec);
     let results: Vec<Result<(usize, PushBlob)>> = futures_util::stream::iter(order.clone())
         .map(|i| {
             let ctx = ctx.clone();
             let rec = rec.clone();
-            async move { push_layer(&ctx, &rec, i).await.map(|b| (i, b)) }
+            let hints = hints.clone();
+            async move { push_layer(&ctx, &rec, i, &hints).await.map(|b| (i, b)) }
         })
         .buffer_unordered(CONCURRENT_UPLOADS)
         .collect()
@@ -462,7 +473,12 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
 /// Push one layer: exists, mount, or upload; a layer stored uncompressed is gzipped and
 /// uploaded at the same time (its digest is known only at the end, so no HEAD or mount first,
 /// as Docker without a digest mapping).
-async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Result<PushBlob> {
+async fn push_layer(
+    ctx: &Arc<Ctx>,
+    rec: &Arc<ImageRecord>,
+    idx: usize,
+    hints: &[String],
+) -> Result<PushBlob> {
     let id = rec.layers[idx].diff_id.short().to_string();
     let creds = &ctx.credentials;
     // Pushed before as a digest the registry still has: nothing to compress or send.
@@ -502,7 +518,7 @@ async fn push_layer(ctx: &Arc<Ctx>, rec: &Arc<ImageRecord>, idx: usize) -> Resul
         }
     };
     let (mut data, mut done, mut total) = match first {
-        Piece::Ready(blob) => return push_ready_layer(ctx, &id, blob).await,
+        Piece::Ready(blob) => return push_ready_layer(ctx, &id, blob, hints).await,
         Piece::Done(blob) => return upload_whole(ctx, &id, blob).await,
         Piece::Chunk(d, n, t) => (d, n, t),
     };
@@ -564,7 +580,12 @@ async fn upload_whole(ctx: &Arc<Ctx>, id: &str, blob: PushBlob) -> Result<PushBl
 }
 
 /// A layer with a known compressed blob: exists, mount, or upload.
-async fn push_ready_layer(ctx: &Arc<Ctx>, id: &str, blob: PushBlob) -> Result<PushBlob> {
+async fn push_ready_layer(
+    ctx: &Arc<Ctx>,
+    id: &str,
+    blob: PushBlob,
+    hints: &[String],
+) -> Result<PushBlob> {
     let creds = &ctx.credentials;
     let d = blob.digest.to_string();
     if ctx
@@ -584,7 +605,12 @@ async fn push_ready_layer(ctx: &Arc<Ctx>, id: &str, blob: PushBlob) -> Result<Pu
         ctx.registry.clone(),
         ctx.repository.clone(),
     );
-    let candidates = blocking(move || Ok(mount_candidates(&im, &dg, &reg, &repo))).await?;
+    let mut candidates = blocking(move || Ok(mount_candidates(&im, &dg, &reg, &repo))).await?;
+    for h in hints {
+        if *h != ctx.repository && !candidates.contains(h) {
+            candidates.push(h.clone());
+        }
+    }
     for from in candidates {
         match ctx.client.mount_blob(&ctx.repository, &d, &from).await {
             Ok(Mount::Mounted) => {
