@@ -295,7 +295,7 @@ pub fn attach(ep: &Endpoint) -> Result<()> {
                         .await
                         .map_err(|e| nl(&format!("default route via {gw}"), e))?;
                 }
-                wait_ready(&h, idx, &ep.host_ifname).await;
+                wait_ready(&host, &h, idx, &ep.host_ifname).await;
                 Ok::<(), NetError>(())
             };
             if let Err(e) = inside.await {
@@ -361,18 +361,27 @@ pub fn time_setup(netns: &Path, ep: &Endpoint) -> Result<SetupTimings> {
 /// linkwatch work after carrier-on; until then packets are dropped, and a container's first
 /// SYN or DNS query is lost (a 1 s or 5 s retry). Wait, briefly, until the container end is
 /// operationally up and the host end forwards on the bridge. Gives up silently after 1 s.
-async fn wait_ready(inside: &Handle, idx: u32, host_ifname: &str) {
+async fn wait_ready(host: &Handle, inside: &Handle, idx: u32, host_ifname: &str) {
     let deadline = Instant::now() + Duration::from_secs(1);
-    let state = format!("/sys/class/net/{host_ifname}/brport/state");
-    let oper = format!("/sys/class/net/{host_ifname}/operstate");
+    let sys = format!("/sys/class/net/{host_ifname}");
+    // sysfs shows the devices of the namespace it was mounted from: if that is not ours, fall
+    // back to the host end's operstate over netlink.
+    let use_sysfs = Path::new(&sys).exists();
+    let (state, oper) = (format!("{sys}/brport/state"), format!("{sys}/operstate"));
     loop {
-        let host_ready = std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "3")
-            && std::fs::read_to_string(&oper).is_ok_and(|s| s.trim() == "up");
+        let host_ready = if use_sysfs {
+            std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "3")
+                && std::fs::read_to_string(&oper).is_ok_and(|s| s.trim() == "up")
+        } else {
+            let mut links = host
+                .link()
+                .get()
+                .match_name(host_ifname.to_string())
+                .execute();
+            is_oper_up(links.try_next().await)
+        };
         let mut links = inside.link().get().match_index(idx).execute();
-        let inside_ready = matches!(
-            links.try_next().await,
-            Ok(Some(m)) if m.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
-        );
+        let inside_ready = is_oper_up(links.try_next().await);
         if host_ready && inside_ready {
             return;
         }
@@ -382,6 +391,12 @@ async fn wait_ready(inside: &Handle, idx: u32, host_ifname: &str) {
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+}
+
+fn is_oper_up(
+    m: std::result::Result<Option<rtnetlink::packet_route::link::LinkMessage>, rtnetlink::Error>,
+) -> bool {
+    matches!(m, Ok(Some(m)) if m.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up))))
 }
 
 // ---- helpers ----
