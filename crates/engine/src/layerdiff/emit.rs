@@ -238,6 +238,7 @@ impl<'w> Emitter<'w> {
                         libc::mknodat(d.as_raw_fd(), name.as_ptr(), libc::S_IFCHR, 0)
                     })?;
                     chown_at(d, name, &n.st)?;
+                    set_times(d.as_raw_fd(), Some(name), &n.st, libc::AT_SYMLINK_NOFOLLOW)?;
                 }
                 Ok(())
             }

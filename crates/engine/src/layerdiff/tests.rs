@@ -36,6 +36,25 @@ fn get_xattr(p: &Path, k: &str) -> Option<Vec<u8>> {
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
+/// Set an entry's mtime (not following links), so that a copy that forgets it differs.
+fn set_mtime(p: &Path, secs: i64) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid C string and times array.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
 const LONG: &str = "a-very-long-directory-name-that-goes-on-and-on-and-on-and-on-and-on";
 
 /// An upper dir with every kind of change.
@@ -54,6 +73,7 @@ fn upper_fixture(d: &Path) -> PathBuf {
     set_xattr(&u.join("bin/tool"), "user.note", b"kept");
     fs::hard_link(u.join("bin/tool"), u.join("bin/tool2")).unwrap();
     mknod_whiteout(&u.join("gone"));
+    set_mtime(&u.join("gone"), 1_600_000_000);
     fs::create_dir_all(u.join("opq/sub")).unwrap();
     set_xattr(&u.join("opq"), "trusted.overlay.opaque", b"y");
     fs::write(u.join("opq/sub/new"), b"new").unwrap();
