@@ -34,6 +34,8 @@ enum Tok {
     Star,
     /// `?`: one non-`/` character.
     One,
+    /// `?` where `/` is an ordinary character.
+    OneAny,
     /// `**/` or inner `**`: `(.*/)?`.
     AnyDirs,
     /// trailing `**` after other wildcards: `.*`.
@@ -332,75 +334,92 @@ fn parse_class(chars: &[char], mut i: usize) -> (Option<Class>, usize) {
     }
 }
 
+/// Whether `toks` match all of `s`. Memoized over (token, position): linear in
+/// tokens × length, so no pattern (`*a*a*a*b`, `**/**/**`) can make it blow up.
 fn match_tokens(toks: &[Tok], s: &[char]) -> bool {
-    let Some((t, rest)) = toks.split_first() else {
-        return s.is_empty();
-    };
-    match t {
-        Tok::Lit(c) => s.first() == Some(c) && match_tokens(rest, &s[1..]),
-        Tok::One => s.first().is_some_and(|&c| c != '/') && match_tokens(rest, &s[1..]),
-        Tok::Class(cl) => s.first().is_some_and(|&c| cl.matches(c)) && match_tokens(rest, &s[1..]),
-        Tok::Star => {
-            let mut n = 0;
+    let width = s.len() + 1;
+    let mut memo: Vec<Option<bool>> = vec![None; (toks.len() + 1) * width];
+    match_at(toks, s, 0, 0, &mut memo)
+}
+
+fn match_at(toks: &[Tok], s: &[char], t: usize, i: usize, memo: &mut [Option<bool>]) -> bool {
+    let width = s.len() + 1;
+    if let Some(r) = memo[t * width + i] {
+        return r;
+    }
+    let r = match toks.get(t) {
+        None => i == s.len(),
+        Some(Tok::Lit(c)) => s.get(i) == Some(c) && match_at(toks, s, t + 1, i + 1, memo),
+        Some(Tok::One) => {
+            s.get(i).is_some_and(|&c| c != '/') && match_at(toks, s, t + 1, i + 1, memo)
+        }
+        Some(Tok::OneAny) => i < s.len() && match_at(toks, s, t + 1, i + 1, memo),
+        Some(Tok::Class(cl)) => {
+            s.get(i).is_some_and(|&c| cl.matches(c)) && match_at(toks, s, t + 1, i + 1, memo)
+        }
+        Some(Tok::Star) => {
+            let mut n = i;
             loop {
-                if match_tokens(rest, &s[n..]) {
-                    return true;
+                if match_at(toks, s, t + 1, n, memo) {
+                    break true;
                 }
                 if n >= s.len() || s[n] == '/' {
-                    return false;
+                    break false;
                 }
                 n += 1;
             }
         }
-        Tok::AnyAll => (0..=s.len()).any(|n| match_tokens(rest, &s[n..])),
-        Tok::AnyDirs => {
+        Some(Tok::AnyAll) => (i..=s.len()).any(|n| match_at(toks, s, t + 1, n, memo)),
+        Some(Tok::AnyDirs) => {
             // (.*/)? : nothing, or anything ending with '/'.
-            if match_tokens(rest, s) {
-                return true;
+            match_at(toks, s, t + 1, i, memo)
+                || (i..s.len()).any(|n| s[n] == '/' && match_at(toks, s, t + 1, n + 1, memo))
+        }
+    };
+    memo[t * width + i] = Some(r);
+    r
+}
+
+/// Go `filepath.Match`-style pattern → tokens: `*` (no `/` when `slash_sensitive`), `?`,
+/// `[...]` (`^` negates), `\` escapes.
+fn glob_tokens(pattern: &[char], slash_sensitive: bool) -> Vec<Tok> {
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        let c = pattern[i];
+        i += 1;
+        match c {
+            '*' => toks.push(if slash_sensitive {
+                Tok::Star
+            } else {
+                Tok::AnyAll
+            }),
+            '?' => toks.push(if slash_sensitive {
+                Tok::One
+            } else {
+                Tok::OneAny
+            }),
+            '[' => match parse_class(pattern, i) {
+                (Some(cl), next) => {
+                    toks.push(Tok::Class(cl));
+                    i = next;
+                }
+                (None, _) => toks.push(Tok::Lit('[')),
+            },
+            '\\' if i < pattern.len() => {
+                toks.push(Tok::Lit(pattern[i]));
+                i += 1;
             }
-            (0..s.len()).any(|n| s[n] == '/' && match_tokens(rest, &s[n + 1..]))
+            c => toks.push(Tok::Lit(c)),
         }
     }
+    toks
 }
 
 /// Go `filepath.Match` on chars: `*` (no `/` when `slash_sensitive`), `?`, `[...]` (`^`
 /// negates), `\` escapes. Used for COPY source globs and `${VAR#pattern}`.
 pub(crate) fn match_chars(pattern: &[char], s: &[char], slash_sensitive: bool) -> bool {
-    let Some((&p, rest)) = pattern.split_first() else {
-        return s.is_empty();
-    };
-    match p {
-        '*' => {
-            let mut n = 0;
-            loop {
-                if match_chars(rest, &s[n..], slash_sensitive) {
-                    return true;
-                }
-                if n >= s.len() || (slash_sensitive && s[n] == '/') {
-                    return false;
-                }
-                n += 1;
-            }
-        }
-        '?' => {
-            s.first().is_some_and(|&c| !(slash_sensitive && c == '/'))
-                && match_chars(rest, &s[1..], slash_sensitive)
-        }
-        '[' => {
-            let (class, next) = parse_class(pattern, 1);
-            match class {
-                Some(cl) => {
-                    s.first().is_some_and(|&c| cl.matches(c))
-                        && match_chars(&pattern[next..], &s[1..], slash_sensitive)
-                }
-                None => s.first() == Some(&'[') && match_chars(rest, &s[1..], slash_sensitive),
-            }
-        }
-        '\\' if !rest.is_empty() => {
-            s.first() == Some(&rest[0]) && match_chars(&rest[1..], &s[1..], slash_sensitive)
-        }
-        c => s.first() == Some(&c) && match_chars(rest, &s[1..], slash_sensitive),
-    }
+    match_tokens(&glob_tokens(pattern, slash_sensitive), s)
 }
 
 /// Whether a path component contains glob metacharacters.
