@@ -633,3 +633,73 @@ fn kill9_mid_upload_never_serves_a_partial_blob() {
     let (st, _, _) = reg.http("HEAD", &format!("/v2/crash/blobs/{d2}"), &[], None);
     assert_eq!(st, 200);
 }
+
+#[test]
+fn concurrent_uploads_of_one_blob_and_racing_chunks() {
+    let reg = std::sync::Arc::new(BerthRegistry::start(&[]));
+    let data = std::sync::Arc::new(noise(3 << 20, 11));
+    let digest = sha256_digest(&data);
+    // Eight clients upload the same blob at once, into two repositories.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (reg, data) = (reg.clone(), data.clone());
+            std::thread::spawn(move || reg.put_blob(&format!("same/r{}", i % 2), &data))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), digest);
+    }
+    for r in ["same/r0", "same/r1"] {
+        let (st, _, b) = reg.http("GET", &format!("/v2/{r}/blobs/{digest}"), &[], None);
+        assert_eq!((st, b == *data), (200, true));
+    }
+    // One blob file, no temp files, no sessions left.
+    assert_eq!(
+        fs::read_dir(reg.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(fs::read_dir(reg.root().join("uploads")).unwrap().count(), 0);
+
+    // Concurrent PATCHes on one session are serialised: each lands whole or gets 416.
+    let (_, h, _) = reg.http("POST", "/v2/same/r0/blobs/uploads/", &[], Some(b""));
+    let loc = header(&h, "location").unwrap();
+    let chunk = 1 << 20;
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let (reg, data, loc) = (reg.clone(), data.clone(), loc.clone());
+            std::thread::spawn(move || {
+                let range = format!("{}-{}", i * chunk, (i + 1) * chunk - 1);
+                reg.http(
+                    "PATCH",
+                    &loc,
+                    &[("Content-Range", &range)],
+                    Some(&data[i * chunk..(i + 1) * chunk]),
+                )
+                .0
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(codes.contains(&202), "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 202 || *c == 416), "{codes:?}");
+    // Whatever got in is a prefix of the data: finish from there and the digest matches.
+    let (_, h, _) = reg.http("GET", &loc, &[], None);
+    let have: usize = header(&h, "range")
+        .unwrap()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        + 1;
+    assert_eq!(have % chunk, 0);
+    let (st, _, b) = reg.http(
+        "PUT",
+        &format!("{loc}?digest={digest}"),
+        &[("Content-Range", &format!("{have}-{}", data.len() - 1))],
+        Some(&data[have..]),
+    );
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
+}
