@@ -78,6 +78,97 @@ pub async fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A registry on 127.0.0.1 that wants a Bearer token from its realm, which hands one out
+    /// for `u`/`right` only. Returns its `host:port`.
+    async fn bearer_registry() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut c, _)) = l.accept().await else {
+                    return;
+                };
+                let realm = realm.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    let path = text.split(' ').nth(1).unwrap_or("").to_string();
+                    let auth = text
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("authorization")
+                                .then(|| v.trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    let good_basic = format!(
+                        "Basic {}",
+                        berth_registry::client::base64::encode(b"u:right")
+                    );
+                    let (status, extra, body) = if path.starts_with("/token") {
+                        if auth == good_basic {
+                            ("200 OK", String::new(), r#"{"token":"good-token"}"#)
+                        } else {
+                            (
+                                "401 Unauthorized",
+                                String::new(),
+                                r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+                            )
+                        }
+                    } else if auth == "Bearer good-token" {
+                        ("200 OK", String::new(), "{}")
+                    } else {
+                        (
+                            "401 Unauthorized",
+                            format!(
+                                "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n"
+                            ),
+                            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                        )
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = c.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn login_through_a_token_realm() {
+        let addr = bearer_registry().await;
+        let o = RegistryOptions::default();
+        let ok = login(&o, "u", "right", &addr).await.unwrap();
+        assert_eq!(
+            ok,
+            LoginOutcome::Succeeded {
+                identity_token: String::new()
+            }
+        );
+        match login(&o, "u", "wrong", &addr).await.unwrap() {
+            LoginOutcome::Denied(m) => assert!(m.contains(&addr), "{m}"),
+            other => panic!("wrong password accepted: {other:?}"),
+        }
+        // Nothing listens there: an error, not a denial.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        assert!(login(&o, "u", "right", &closed).await.is_err());
+    }
 
     #[test]
     fn hosts_of_login_addresses() {
