@@ -71,9 +71,14 @@ fn cache_survives_engine_restart_and_prune_clears_it() {
     assert_eq!(cache_hits(&out), 3, "{out}");
     assert_eq!(built_id(&out), id);
 
-    // builder prune forgets the records: the next build runs every step again.
+    // system df counts the records; builder prune forgets them: the next build runs every
+    // step again.
+    let df = d.docker_ok(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]);
+    assert!(df.contains("Build Cache=3"), "{df}");
     let pr = d.docker_ok(&["builder", "prune", "-f"]);
     assert!(pr.contains("Total"), "{pr}");
+    let df = d.docker_ok(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]);
+    assert!(df.contains("Build Cache=0"), "{df}");
     let out = build_ok(&d, &[ctx.to_str().unwrap()]);
     assert_eq!(cache_hits(&out), 0, "{out}");
     assert!(out.contains("Running in"), "{out}");

@@ -248,3 +248,20 @@ fn run_mounts_quiet_and_iidfile() {
     assert!(id.starts_with("sha256:") && id.len() == 71, "{q}");
     assert_eq!(fs::read_to_string(&iid).unwrap().trim(), id);
 }
+
+#[test]
+fn from_an_image_missing_locally_is_pulled() {
+    let d = TestDaemon::start();
+    let reg = common::registry::Registry::start();
+    reg.push_busybox(&d, "bb/base:1", false);
+    let name = format!("{}/bb/base:1", reg.addr());
+    let df = format!("FROM {name}\nRUN echo pulled > /p\n");
+    let ctx = context(&d, "pull", &[("Dockerfile", df.as_str())]);
+    let out = build_ok(&d, &["-t", "pulled:1", ctx.to_str().unwrap()]);
+    assert!(out.contains("Pulling from bb/base"), "{out}");
+    assert_eq!(run_out(&d, "pulled:1", &["cat", "/p"]), "pulled\n");
+    // --pull pulls again even though the image is there; the steps still hit the cache.
+    let out = build_ok(&d, &["--pull", "-t", "pulled:1", ctx.to_str().unwrap()]);
+    assert!(out.contains("Pulling from bb/base"), "{out}");
+    assert_eq!(cache_hits(&out), 1, "{out}");
+}

@@ -20,6 +20,9 @@ pub struct CacheRecord {
     pub created_by: String,
     /// RFC 3339.
     pub created: String,
+    /// Bytes of the layer the step added (0 for metadata steps).
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// The cache key of a step: sha256 over the parent id and the step's parts (NUL-separated).
@@ -43,11 +46,12 @@ pub fn lookup(images: &ImageService, key: &str) -> Result<Option<ImageRecord>> {
     Ok(img.filter(|i| i.layers.iter().all(|l| images.layers.exists(&l.chain_id))))
 }
 
-pub fn store(db: &Db, key: &str, image: &Digest, created_by: &str) -> Result<()> {
+pub fn store(db: &Db, key: &str, image: &Digest, created_by: &str, size: u64) -> Result<()> {
     let rec = CacheRecord {
         image: image.clone(),
         created_by: created_by.to_string(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        size,
     };
     db.put(CACHE_TABLE, key, &rec)?;
     Ok(())
@@ -72,6 +76,28 @@ pub fn prune(db: &Db) -> Result<(Vec<String>, usize)> {
     Ok((all.into_iter().map(|(k, _)| k).collect(), n))
 }
 
+/// The records as Docker's `BuildCache` objects (`GET /system/df`).
+pub fn usage(db: &Db) -> Vec<serde_json::Value> {
+    list(db)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, r)| {
+            serde_json::json!({
+                "ID": &k[..k.len().min(25)],
+                "Parent": "",
+                "Type": "regular",
+                "Description": r.created_by,
+                "InUse": false,
+                "Shared": false,
+                "Size": r.size,
+                "CreatedAt": r.created,
+                "LastUsedAt": null,
+                "UsageCount": 0,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +112,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let db = Db::open(&d.path().join("m.db")).unwrap();
         let img = Digest::of(b"img");
-        store(&db, &a, &img, "RUN x").unwrap();
+        store(&db, &a, &img, "RUN x", 3).unwrap();
+        let u = usage(&db);
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0]["Size"], 3);
+        assert_eq!(u[0]["Description"], "RUN x");
         assert_eq!(list(&db).unwrap().len(), 1);
         let (keys, n) = prune(&db).unwrap();
         assert_eq!((keys, n), (vec![a], 1));

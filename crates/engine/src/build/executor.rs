@@ -409,20 +409,49 @@ impl Builder {
         Ok(())
     }
 
-    /// A local image as a step parent (`pull=1` or a missing image would pull: not yet).
+    /// An image as a step parent: local, else pulled (always pulled first with `pull=1`).
     pub async fn image_parent(&self, name: &str) -> Result<Parent> {
+        if self.opts.pull {
+            self.pull(name).await?;
+        }
         let images = self.svc.images.clone();
         let n = name.to_string();
-        blocking(move || {
-            let rec = images.resolve(&n).map_err(|e| match e {
-                EngineError::NotFound(_) => EngineError::NotFound(format!(
-                    "pull access denied for {n}, repository does not exist or may require 'docker login': No such image: {n}"
-                )),
-                e => e,
-            })?;
-            Parent::of_image(&images, &rec)
-        })
-        .await
+        let local = blocking(move || Parent::of_image(&images, &images.resolve(&n)?)).await;
+        match local {
+            Err(EngineError::NotFound(_)) if !self.opts.pull => {
+                self.pull(name).await?;
+                let images = self.svc.images.clone();
+                let n = name.to_string();
+                blocking(move || Parent::of_image(&images, &images.resolve(&n)?)).await
+            }
+            r => r,
+        }
+    }
+
+    /// Pull `name` with the engine's registry settings; its progress goes to the build output.
+    async fn pull(&self, name: &str) -> Result<()> {
+        let r = crate::reference::Reference::parse(name)?;
+        let tag = match (&r.digest, &r.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        };
+        let req = crate::images::pull::PullRequest {
+            from_image: r.familiar_name(),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        let opts = crate::images::registries::options_of(&self.svc.cfg.daemon);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = self.out.clone();
+        let fwd = tokio::spawn(async move {
+            while let Some(v) = rx.recv().await {
+                out.message(v);
+            }
+        });
+        let res = crate::images::pull::pull(self.svc.images.clone(), opts, req, tx).await;
+        let _ = fwd.await;
+        res
     }
 
     async fn step_instruction(
@@ -517,10 +546,11 @@ impl Builder {
         let db = self.svc.db.clone();
         let config = plan.config.clone();
         let next = blocking(move || {
+            let size = layer.as_ref().map(|l| l.size).unwrap_or(0);
             let next = imagecfg::commit(&images, &parent, &config, &step_cmd, layer)?;
             // Recorded with --no-cache too: the next build may use it.
             if let Some(id) = &next.id {
-                cache::store(&db, &key, id, &step_cmd.join(" "))?;
+                cache::store(&db, &key, id, &step_cmd.join(" "), size)?;
             }
             Ok(next)
         })

@@ -89,6 +89,8 @@ impl BuildService {
         containers: Arc<ContainerService>,
     ) -> Arc<BuildService> {
         let db = images.db.clone();
+        let d2 = db.clone();
+        crate::containers::set_build_cache_usage(Box::new(move || cache::usage(&d2)));
         Arc::new(BuildService {
             cfg,
             images,

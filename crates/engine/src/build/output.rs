@@ -77,6 +77,13 @@ impl Output {
         }
     }
 
+    /// A JSON message as is (pull progress), suppressed with `q=1`.
+    pub fn message(&self, v: serde_json::Value) {
+        if !self.quiet {
+            self.send(v);
+        }
+    }
+
     /// The id of the built image (`{"aux":{"ID":"sha256:..."}}`; the CLI's --iidfile and -q).
     pub fn aux_id(&self, id: &str) {
         self.send(json!({ "aux": { "ID": id } }));
