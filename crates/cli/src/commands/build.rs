@@ -51,7 +51,7 @@ pub struct BuildArgs {
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
     /// Remove intermediate containers after a successful build
-    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub rm: bool,
     /// Always remove intermediate containers
     #[arg(long = "force-rm")]

@@ -210,3 +210,22 @@ fn renderer() {
     r.message(&json!({"error": "boom"})).expect("m");
     assert_eq!(r.failure, Some(("boom".to_string(), 1)));
 }
+
+#[test]
+fn flags_parse_like_docker() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: BuildArgs,
+    }
+    let t = T::try_parse_from(["b", "--rm", "-t", "a:1", "-t", "b", "."]).expect("parse");
+    assert!(t.a.rm);
+    assert_eq!(t.a.tags, vec!["a:1", "b"]);
+    assert_eq!(t.a.context, ".");
+    let t = T::try_parse_from(["b", "--rm=false", "--no-cache", "-q", "ctx"]).expect("parse");
+    assert!(!t.a.rm && t.a.no_cache && t.a.quiet);
+    let t = T::try_parse_from(["b", "-f", "-", "--build-context", "x=/y", "ctx"]).expect("parse");
+    assert_eq!(t.a.file.as_deref(), Some("-"));
+    assert_eq!(t.a.build_contexts, vec!["x=/y"]);
+}
