@@ -36,7 +36,17 @@ impl VerifiedBlob {
             return Ok(None);
         }
         loop {
-            match self.body.frame().await {
+            let frame = tokio::time::timeout(super::IDLE_TIMEOUT, self.body.frame())
+                .await
+                .map_err(|_| {
+                    self.done = true;
+                    RegistryError::Transport(format!(
+                        "read blob {}: no data for {} s",
+                        self.expected,
+                        super::IDLE_TIMEOUT.as_secs()
+                    ))
+                })?;
+            match frame {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
                         continue;

@@ -48,6 +48,9 @@ pub const MAX_REDIRECTS: usize = 5;
 /// Docker Hub's registry host (references say `docker.io`).
 pub const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A response body that sends nothing for this long is abandoned (a stalled registry must not
+/// hold a pull forever).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the engine reaches registries (daemon.json's `insecure-registries` and `registry-mirrors`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -786,7 +789,11 @@ pub async fn drain(resp: Response<Incoming>) {
 /// Read a whole body, refusing more than `limit` bytes.
 pub async fn read_limited(mut body: Incoming, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = tokio::time::timeout(IDLE_TIMEOUT, body.frame())
+            .await
+            .map_err(|_| transport("no data for 120 s", &format!("read {what}")))?;
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| transport(error_chain(&e), &format!("read {what}")))?;
         if let Ok(data) = frame.into_data() {
             if out.len() as u64 + data.len() as u64 > limit {
