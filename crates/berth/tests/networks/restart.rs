@@ -136,3 +136,50 @@ fn zombie(pid: i32) -> bool {
         })
         .unwrap_or(true)
 }
+
+#[test]
+fn restart_policy_at_engine_start_gets_its_network_back() {
+    let d = engine();
+    let port = free_port();
+    let c = name("always");
+    let spec = format!("127.0.0.1:{port}:80");
+    dok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "--name",
+            &c,
+            "-p",
+            &spec,
+            "busybox",
+            "sh",
+            "-c",
+            HTTPD,
+        ],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    poll(15, "the page", || {
+        http_get(&addr).filter(|p| p.contains("hello-berth"))
+    });
+    let old_pid = inspect(&d, &c)["State"]["Pid"].as_i64().unwrap_or(0);
+    d.kill9();
+    // The container dies while the engine is down (its shim records the exit).
+    // SAFETY: a pid this test's container runs as.
+    unsafe {
+        libc::kill(old_pid as i32, libc::SIGKILL);
+    }
+    d.start_again();
+    // The policy starts it again with a fresh network, and restore leaves that alone.
+    poll(20, "the page after the policy restart", || {
+        http_get(&addr).filter(|p| p.contains("hello-berth"))
+    });
+    let i = inspect(&d, &c);
+    assert_ne!(i["State"]["Pid"].as_i64().unwrap_or(0), old_pid);
+    assert_eq!(netns_files(&d).len(), 1, "{:?}", netns_files(&d));
+    assert_eq!(veths_on(&d.net().bridge).len(), 1);
+    dok(&d, &["rm", "-f", &c]);
+    assert!(netns_files(&d).is_empty());
+}

@@ -316,9 +316,12 @@ impl NetworkService {
             att.running = true;
             self.save_attachment(&att)?;
             let t_saved = t0.elapsed();
-            lock(&self.state)
-                .reservations
-                .insert(inp.id.to_string(), std::mem::take(&mut reservations));
+            {
+                let mut st = lock(&self.state);
+                st.reservations
+                    .insert(inp.id.to_string(), std::mem::take(&mut reservations));
+                st.started_here.insert(inp.id.to_string());
+            }
             // The rules depend on networks and published ports only.
             if !att.ports.is_empty() {
                 self.apply_firewall()?;
@@ -369,7 +372,16 @@ impl NetworkService {
     /// interfaces, the netns file, firewall rules, DNS names).
     pub fn release(&self, id: &str, names: &HashMap<String, (String, String)>) {
         let _ops = lock(&self.ops);
-        let held = lock(&self.state).reservations.remove(id);
+        self.release_locked(id, names)
+    }
+
+    /// [`Self::release`] with `ops` held by the caller.
+    pub(crate) fn release_locked(&self, id: &str, names: &HashMap<String, (String, String)>) {
+        let held = {
+            let mut st = lock(&self.state);
+            st.started_here.remove(id);
+            st.reservations.remove(id)
+        };
         drop(held);
         let netns = self.netns_path(id);
         if let Err(e) = berth_net::link::remove_netns(&netns) {

@@ -202,6 +202,9 @@ pub(crate) struct State {
     pub atts: HashMap<String, Attachment>,
     pub reservations: HashMap<String, Vec<Reservation>>,
     pub dns_listening: HashSet<Ipv4Addr>,
+    /// Containers set up by this engine process (restore leaves them alone: a restart policy
+    /// may start one while restore runs).
+    pub started_here: HashSet<String>,
 }
 
 pub struct NetworkService {

@@ -87,10 +87,17 @@ impl NetworkService {
         exists: &HashSet<String>,
         names: &HashMap<String, (String, String)>,
     ) -> Result<()> {
-        let atts: Vec<Attachment> = lock(&self.state).atts.values().cloned().collect();
-        for a in atts {
+        let _ops = lock(&self.ops);
+        let (atts, fresh): (Vec<Attachment>, HashSet<String>) = {
+            let st = lock(&self.state);
+            (st.atts.values().cloned().collect(), st.started_here.clone())
+        };
+        for a in atts
+            .into_iter()
+            .filter(|a| !fresh.contains(&a.container_id))
+        {
             if !exists.contains(&a.container_id) {
-                self.release(&a.container_id, names);
+                self.release_locked(&a.container_id, names);
                 self.delete_attachment(&a.container_id)?;
                 continue;
             }
@@ -98,7 +105,7 @@ impl NetworkService {
                 continue;
             }
             if !live.contains(&a.container_id) {
-                self.release(&a.container_id, names);
+                self.release_locked(&a.container_id, names);
                 continue;
             }
             // A running container: its published ports are held again (a killed engine's
@@ -126,14 +133,13 @@ impl NetworkService {
         if let Ok(rd) = std::fs::read_dir(self.netns_dir()) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if !live.contains(&name) {
+                if !live.contains(&name) && !fresh.contains(&name) {
                     tracing::info!("removing leftover netns {name}");
                     let _ = berth_net::link::remove_netns(&e.path());
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        let _ops = lock(&self.ops);
         self.apply_firewall()?;
         self.refresh_dns(names);
         Ok(())
