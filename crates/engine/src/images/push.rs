@@ -20,7 +20,7 @@ use berth_registry::client::{Credentials, RegistryClient, RegistryError, Registr
 use berth_store::meta::Batch;
 use berth_store::Digest;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::Sender;
@@ -384,7 +384,8 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
             .collect(),
     );
     let rec = Arc::new(rec);
-    let results: Vec<Result<(usize, PushBlob)>> = futures_util::stream::iter(order.clone())
+    // The first failure stops the push (the other uploads are dropped).
+    let results: Vec<(usize, PushBlob)> = futures_util::stream::iter(order.clone())
         .map(|i| {
             let ctx = ctx.clone();
             let rec = rec.clone();
@@ -392,11 +393,10 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
             async move { push_layer(&ctx, &rec, i, &hints).await.map(|b| (i, b)) }
         })
         .buffer_unordered(CONCURRENT_UPLOADS)
-        .collect()
-        .await;
+        .try_collect()
+        .await?;
     let mut blobs: Vec<Option<PushBlob>> = vec![None; rec.layers.len()];
-    for r in results {
-        let (i, b) = r?;
+    for (i, b) in results {
         blobs[i] = Some(b);
     }
     let blobs: Vec<PushBlob> = blobs.into_iter().flatten().collect();
