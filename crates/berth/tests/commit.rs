@@ -466,7 +466,11 @@ fn system_df_tables() {
     );
     // busybox and the built-in hello-world; only busybox has a container.
     let n_images = d.docker_ok(&["images", "-q"]).lines().count().to_string();
-    assert_eq!(lines[1][..3], ["Images", n_images.as_str(), "1"], "{docker}");
+    assert_eq!(
+        lines[1][..3],
+        ["Images", n_images.as_str(), "1"],
+        "{docker}"
+    );
     assert_eq!(lines[2][..4], ["Containers", "1", "0", "5kB"], "{docker}");
     assert_eq!(lines[2][4..], ["5kB", "(100%)"], "{docker}");
     assert_eq!(lines[3][..4], ["Local", "Volumes", "0", "0"], "{docker}");
@@ -484,4 +488,29 @@ fn system_df_tables() {
         bv.contains("Containers space usage:") && bv.contains(&c),
         "{bv}"
     );
+}
+
+/// Timing of `docker commit` of a small change through the CLI, and both CLIs' `system df -v`
+/// (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn bench_docker_commit() {
+    let d = TestDaemon::start();
+    d.import_busybox("bb:bench");
+    let mut ms = Vec::new();
+    for i in 0..5 {
+        let c = format!("bench-{i}-{}", random_hex(4));
+        sh(
+            &d,
+            &c,
+            "bb:bench",
+            "echo a > /a && mkdir -p /app && echo b > /app/b",
+        );
+        let t = std::time::Instant::now();
+        d.docker_ok(&["commit", &c, &format!("bench:{i}")]);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    eprintln!("docker commit (small diff): {ms:.1?} ms");
+    eprintln!("docker:\n{}", d.docker_ok(&["system", "df", "-v"]));
+    eprintln!("berth:\n{}", d.berth_ok(&["system", "df", "-v"]));
 }

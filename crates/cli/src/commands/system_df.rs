@@ -7,7 +7,7 @@ use super::{i, out, s};
 use crate::client::Client;
 use crate::error::Result;
 use crate::format::{ellipsis, render_list, short_id, tabwrite};
-use crate::units::{human_size_prec, time_ago};
+use crate::units::{human_size, human_size_prec, time_ago};
 
 #[derive(Subcommand, Debug)]
 pub enum SystemCmd {
@@ -172,7 +172,7 @@ fn verbose(du: &Value) -> String {
                 "{repo}\t{tag}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 short_id(s(im, "Id")),
                 time_ago(i(im, "Created")),
-                hs(size),
+                human_size(size as f64),
                 if shared == -1 {
                     "N/A".into()
                 } else {
@@ -205,7 +205,7 @@ fn verbose(du: &Value) -> String {
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             short_id(s(c, "Id")),
             s(c, "Image"),
-            ellipsis(&format!("\"{}\"", s(c, "Command")), 20),
+            format!("\"{}\"", ellipsis(s(c, "Command"), 20)),
             vols,
             hs(i(c, "SizeRw")),
             time_ago(i(c, "Created")),
