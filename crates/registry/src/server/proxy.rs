@@ -490,7 +490,8 @@ impl Proxy {
             Err(e) => return Err(e),
         };
         let st = resp.status();
-        if st.is_server_error() {
+        // Upstream trouble (5xx, refused credentials): the cache's own list.
+        if !st.is_success() && st != StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let mut out = empty(st, &[]);
