@@ -35,8 +35,9 @@ fn run_copy_and_cache() {
     assert_eq!(run_out(&d, "b1:v1", &[]), "version one\n");
     assert_eq!(run_out(&d, "b1:v1", &["cat", "/greeting"]), "hello\n");
 
-    // No change: every step from the cache, same image.
-    let out2 = build_ok(&d, &["-t", "b1:v1", ctx.to_str().unwrap()]);
+    // No change: every step from the cache, same image. (Plain `docker build`: CLI 28
+    // without buildx falls back to the classic endpoint.)
+    let out2 = d.docker_ok(&["build", "-t", "b1:v1", ctx.to_str().unwrap()]);
     assert_eq!(cache_hits(&out2), 3, "{out2}");
     assert_eq!(built_id(&out2), id);
     assert!(!out2.contains("Running in"), "{out2}");
@@ -201,6 +202,8 @@ RUN echo "$GREETING from $TAG $WHO" > msg && pwd > where
             "WHO=berth",
             "--build-arg",
             "NOPE=1",
+            "--label",
+            "from.cli=yes",
             "-t",
             "env:1",
             ctx.to_str().unwrap(),
@@ -225,6 +228,7 @@ RUN echo "$GREETING from $TAG $WHO" > msg && pwd > where
     assert_eq!(info["Config"]["WorkingDir"], "/opt/berth");
     assert_eq!(info["Config"]["Labels"]["who"], "berth");
     assert_eq!(info["Config"]["Labels"]["tag"], "1.36");
+    assert_eq!(info["Config"]["Labels"]["from.cli"], "yes");
     let hist = d.docker_ok(&[
         "history",
         "--no-trunc",
@@ -232,9 +236,11 @@ RUN echo "$GREETING from $TAG $WHO" > msg && pwd > where
         "{{.CreatedBy}}",
         "env:1",
     ]);
-    let first = hist.lines().next().unwrap_or("");
+    // The --label step comes last, then the RUN with the build args it saw.
+    let lines: Vec<&str> = hist.lines().collect();
+    assert_eq!(lines[0], "/bin/sh -c #(nop)  LABEL from.cli=yes", "{hist}");
     assert!(
-        first.starts_with("|2 TAG=1.36 WHO=berth /bin/sh -c echo"),
+        lines[1].starts_with("|2 TAG=1.36 WHO=berth /bin/sh -c echo"),
         "{hist}"
     );
 }

@@ -459,6 +459,9 @@ impl Builder {
         state: &mut StageState,
         ins: &Instruction,
     ) -> std::result::Result<(), Failure> {
+        if self.out.closed() {
+            return Err(bad("build canceled: the client went away").into());
+        }
         let plan = self.plan(state, ins).await.map_err(|e| match e {
             EngineError::InvalidArgument(m) if !m.contains("line") && ins.line > 0 => {
                 EngineError::InvalidArgument(m)

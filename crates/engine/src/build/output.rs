@@ -44,6 +44,11 @@ impl Output {
         self.quiet
     }
 
+    /// Whether the client went away (the receiving end is closed).
+    pub fn closed(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.is_closed())
+    }
+
     /// Whether any message went out (after that, errors must go into the stream).
     pub fn started(&self) -> bool {
         self.sent.load(Ordering::Relaxed)
