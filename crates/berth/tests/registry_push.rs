@@ -385,6 +385,25 @@ fn login_push_logout_with_basic_auth() {
     assert!(out.contains("Removing login credentials"), "{out}");
     let out = d.berth_ok(&["logout", &reg.addr()]);
     assert!(out.contains("Not logged in"), "{out}");
+
+    // Asked for on stdin (not a terminal): username, then password.
+    let out = d.berth_stdin(
+        &["login", &reg.addr()],
+        format!("{user}\n{pass}\n").as_bytes(),
+    );
+    assert!(out.status.success(), "{}", d.describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
+    let stored = fs::read_to_string(&cfg).expect("config.json");
+    assert!(stored.contains(&reg.addr()), "{stored}");
+    // Other keys of the file survive a logout.
+    let mut v: Value = serde_json::from_str(&stored).expect("config json");
+    v["psFormat"] = Value::String("table {{.ID}}".into());
+    fs::write(&cfg, serde_json::to_vec(&v).expect("json")).expect("write config");
+    d.berth_ok(&["logout", &reg.addr()]);
+    let v: Value =
+        serde_json::from_str(&fs::read_to_string(&cfg).expect("config.json")).expect("config json");
+    assert_eq!(v["psFormat"], "table {{.ID}}");
+    assert!(v["auths"].get(reg.addr()).is_none(), "{v}");
 }
 
 fn base64_std(data: &[u8]) -> String {
