@@ -227,10 +227,15 @@ impl NetworkService {
         let hc = inp.host_config;
         let host_resolv = super::host_resolv_text();
         let extra = hc.extra_hosts.clone().unwrap_or_default();
-        // Regenerated at every start, before the container exists: plain writes (no fsync).
+        // Regenerated at every start, before the container exists: plain writes, no fsync. A new
+        // file rather than a truncated or renamed-over one: ext4 (auto_da_alloc) flushes those
+        // on close, which cost ~7 ms here.
         let write = |hosts: &str, resolv: &str| -> Result<()> {
-            std::fs::write(inp.dir.join("hosts"), hosts.as_bytes())?;
-            std::fs::write(inp.dir.join("resolv.conf"), resolv.as_bytes())?;
+            for (name, text) in [("hosts", hosts), ("resolv.conf", resolv)] {
+                let p = inp.dir.join(name);
+                let _ = std::fs::remove_file(&p);
+                std::fs::write(&p, text.as_bytes())?;
+            }
             Ok(())
         };
         match mode_of(hc) {
