@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Push (issue 3) through the docker CLI to Debian's docker-registry on 127.0.0.1. See bench/README.md.
+# Push (issue 3) through the docker CLI to Debian's docker-registry (or `berth registry`) on
+# 127.0.0.1. See bench/README.md.
 #
 #   bench/push.sh --socket berth=/run/berth/berth.sock [--mb 150] [--layers 5] [--runs 5]
 #
@@ -20,16 +21,18 @@ set -euo pipefail
 usage() {
     cat >&2 <<'USAGE'
 usage: bench/push.sh --socket LABEL=PATH [--socket LABEL=PATH ...] [--mb MB] [--layers N] [--runs N] [--tmp DIR]
+                    [--berth-registry BERTH_BINARY]
   --socket  a local unix socket of an engine (repeatable); LABEL names its column
   --mb      total size of the image's layers in MB (default 150)
   --layers  number of layers (default 5)
   --runs    runs of each measurement (default 5)
   --tmp     scratch dir for the archive and the registry (default: mktemp -d)
+  --berth-registry  push to `BERTH_BINARY registry serve` instead of Debian's docker-registry
 USAGE
     exit 2
 }
 
-mb=150 nlayers=5 runs=5 tmp=""
+mb=150 nlayers=5 runs=5 tmp="" berth_registry=""
 labels=()
 declare -A sock=()
 while [ $# -gt 0 ]; do
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
     --layers) [ $# -ge 2 ] || usage; nlayers=$2; shift 2 ;;
     --runs) [ $# -ge 2 ] || usage; runs=$2; shift 2 ;;
     --tmp) [ $# -ge 2 ] || usage; tmp=$2; shift 2 ;;
+    --berth-registry) [ $# -ge 2 ] || usage; berth_registry=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
     esac
@@ -108,7 +112,12 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
-    /usr/bin/docker-registry serve "$tmp/registry/config.yml" >"$tmp/registry/log" 2>&1 &
+    if [ -n "$berth_registry" ]; then
+        "$berth_registry" registry serve --addr "127.0.0.1:$port" --root "$tmp/registry/storage" \
+            >"$tmp/registry/log" 2>&1 &
+    else
+        /usr/bin/docker-registry serve "$tmp/registry/config.yml" >"$tmp/registry/log" 2>&1 &
+    fi
     reg_pid=$!
     for _ in $(seq 1 200); do
         if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then return 0; fi
@@ -225,9 +234,9 @@ for i in $(seq 1 "$runs"); do
     put skopeo skopeo $(((t1 - t0) / 1000))
 done
 
-python3 - "$results" "$mb" "$nlayers" "$runs" "${labels[@]}" <<'PY'
+python3 - "$results" "$mb" "$nlayers" "$runs" "${berth_registry:+berth registry}" "${labels[@]}" <<'PY'
 import statistics, sys
-path, mb, n, runs, labels = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+path, mb, n, runs, registry, labels = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] or "docker-registry", sys.argv[6:]
 vals = {}
 for line in open(path):
     l, k, v = line.rstrip("\n").split("\t")
@@ -243,7 +252,7 @@ rows = [
     ("exists: `docker push` again (HEAD only)", "exists"),
     ("mount: `docker push` to a second repository", "mount"),
 ]
-print(f"Push of a {mb} MB image in {n} layers of random data to docker-registry on 127.0.0.1; "
+print(f"Push of a {mb} MB image in {n} layers of random data to {registry} on 127.0.0.1; "
       f"median ms (min–max), n={runs}")
 print()
 print("| | " + " | ".join(labels) + " |")
