@@ -202,10 +202,10 @@ fn verbose(du: &Value) -> String {
             .map(|n| n.trim_start_matches('/'))
             .collect();
         t.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t\"{}\"\t{}\t{}\t{}\t{}\t{}\n",
             short_id(s(c, "Id")),
             s(c, "Image"),
-            format!("\"{}\"", ellipsis(s(c, "Command"), 20)),
+            ellipsis(s(c, "Command"), 20),
             vols,
             hs(i(c, "SizeRw")),
             time_ago(i(c, "Created")),
