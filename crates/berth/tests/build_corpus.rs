@@ -347,6 +347,47 @@ fn berth_build_flags_and_errors() {
     );
     assert_eq!(d.docker_ok(&["run", "--rm", out.trim()]), "file.txt\n");
 
+    // The same through the docker CLI (it sends the Dockerfile as .dockerfile.<hex> in the
+    // tar and lists that name in .dockerignore, so COPY . does not see it).
+    fs::write(ctx.join(".dockerignore"), "ignored.txt\n").expect("write");
+    fs::write(ctx.join("ignored.txt"), "no\n").expect("write");
+    fs::write(
+        &outside,
+        "FROM busybox\nCOPY . /c/\nCMD [\"sh\", \"-c\", \"cd /c && find . -type f | sort\"]\n",
+    )
+    .expect("write");
+    let listing = "./.dockerignore\n./Dockerfile\n./sub/file.txt\n";
+    let out = ok(
+        &d,
+        "docker build -f outside",
+        docker_classic(
+            &d,
+            &["build", "-q", "-f", &outside.to_string_lossy(), &c],
+            None,
+        ),
+    );
+    assert_eq!(d.docker_ok(&["run", "--rm", out.trim()]), listing);
+    let out = ok(
+        &d,
+        "berth build -f outside (ignore)",
+        berth_env(
+            &d,
+            &["build", "-q", "-f", &outside.to_string_lossy(), &c],
+            &[],
+            None,
+        ),
+    );
+    assert_eq!(d.docker_ok(&["run", "--rm", out.trim()]), listing);
+    let df = fs::read(&outside).expect("read");
+    let out = ok(
+        &d,
+        "docker build -f -",
+        docker_classic(&d, &["build", "-q", "-f", "-", &c], Some(&df)),
+    );
+    assert_eq!(d.docker_ok(&["run", "--rm", out.trim()]), listing);
+    fs::remove_file(ctx.join(".dockerignore")).expect("rm");
+    fs::remove_file(ctx.join("ignored.txt")).expect("rm");
+
     // A Dockerfile on stdin as the whole context.
     let out = ok(
         &d,

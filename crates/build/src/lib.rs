@@ -10,6 +10,7 @@ pub mod ignore;
 pub mod parser;
 pub mod shell;
 pub mod statcache;
+pub mod tarpad;
 
 pub use context::{Context, ContextError, Entry, EntryKind, Match};
 pub use error::{ExpandError, ParseError};

@@ -193,7 +193,10 @@ impl Context {
 }
 
 fn unpack_context(r: &mut dyn Read, dir: &Path) -> Result<()> {
-    let plain = berth_store::compress::decompressed(BufReader::with_capacity(1 << 16, r))?;
+    // docker's CLI may cut the tar after the last entry (-f outside/stdin): complete it.
+    let plain = berth_build::tarpad::CompleteTarTail::new(berth_store::compress::decompressed(
+        BufReader::with_capacity(1 << 16, r),
+    )?);
     let mut plain = plain;
     let f = fs::File::open(dir)?;
     let opts = UnpackOptions {
