@@ -506,3 +506,27 @@ fn blob_formats_and_layer_dir_rediff() {
     assert!(svc3.content.list().unwrap().is_empty());
     assert!(svc3.layers.exists(&none.chain_id));
 }
+
+#[test]
+fn too_deep_trees_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let u = d.path().join("upper");
+    let mut p = u.clone();
+    for _ in 0..walk::MAX_DEPTH + 2 {
+        p.push("d");
+    }
+    fs::create_dir_all(&p).unwrap();
+    let e = write_diff(&u, &mut std::io::sink()).unwrap_err();
+    assert!(matches!(e, EngineError::InvalidArgument(_)), "{e}");
+    let svc = service(&d.path().join("s"));
+    assert!(commit_upper(&svc, None, &u).is_err());
+    assert!(svc.layers.list().unwrap().is_empty());
+    // Just below the limit works.
+    let ok = d.path().join("ok");
+    let mut p = ok.clone();
+    for _ in 0..walk::MAX_DEPTH {
+        p.push("d");
+    }
+    fs::create_dir_all(&p).unwrap();
+    assert!(commit_upper(&svc, None, &ok).unwrap().is_some());
+}

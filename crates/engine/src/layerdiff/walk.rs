@@ -153,6 +153,10 @@ impl Lowers {
     }
 }
 
+/// Deepest directory nesting walked: the walk (and the tar writer) recurse once per level, and a
+/// container can nest directories without limit; deeper trees are refused, never a stack overflow.
+pub(crate) const MAX_DEPTH: usize = 512;
+
 pub(crate) struct Walker<'a> {
     mode: Mode,
     /// Paths (relative, no leading `/`) left out in `Mode::Upper`.
@@ -182,11 +186,23 @@ impl<'a> Walker<'a> {
             l.push(open_dir_path(p).map_err(|e| io_err(format!("open {p:?}"), e))?);
         }
         let lowers = Lowers(l);
-        Ok(self.dir(&d, b"", &lowers)?.0)
+        Ok(self.dir(&d, b"", &lowers, 0)?.0)
     }
 
     /// The entries of `d` (whose path is `prefix`), and whether some were left out as hidden.
-    fn dir(&self, d: &OwnedFd, prefix: &[u8], lowers: &Lowers) -> crate::Result<(Vec<Node>, bool)> {
+    fn dir(
+        &self,
+        d: &OwnedFd,
+        prefix: &[u8],
+        lowers: &Lowers,
+        depth: usize,
+    ) -> crate::Result<(Vec<Node>, bool)> {
+        if depth > MAX_DEPTH {
+            return Err(crate::EngineError::InvalidArgument(format!(
+                "directory tree deeper than {MAX_DEPTH} levels at /{}",
+                String::from_utf8_lossy(&prefix[..prefix.len().min(200)])
+            )));
+        }
         let shown = || String::from_utf8_lossy(prefix).into_owned();
         let names = list_dir(d).map_err(|e| io_err(format!("read dir /{}", shown()), e))?;
         let mut out = Vec::with_capacity(names.len());
@@ -256,7 +272,7 @@ impl<'a> Walker<'a> {
                 } else {
                     sub_lowers
                 };
-                let (children, hidden_below) = self.dir(&cd, &path, &below)?;
+                let (children, hidden_below) = self.dir(&cd, &path, &below, depth + 1)?;
                 if self.mode == Mode::Upper && children.is_empty() && hidden_below && !opaque {
                     // Only there for the runtime's mount points: not a change.
                     had_hidden = true;
