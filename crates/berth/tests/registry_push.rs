@@ -395,6 +395,14 @@ fn login_push_logout_with_basic_auth() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
     let stored = fs::read_to_string(&cfg).expect("config.json");
     assert!(stored.contains(&reg.addr()), "{stored}");
+    // Logged in already: the stored credentials are used without asking.
+    let out = d.berth(&["login", &reg.addr()]);
+    assert!(out.status.success(), "{}", d.describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Authenticating with existing credentials"),
+        "{}",
+        d.describe(&out)
+    );
     // Other keys of the file survive a logout.
     let mut v: Value = serde_json::from_str(&stored).expect("config json");
     v["psFormat"] = Value::String("table {{.ID}}".into());

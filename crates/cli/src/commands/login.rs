@@ -313,6 +313,22 @@ pub async fn login(c: &Client, a: LoginArgs) -> Result<i32> {
     if a.password.is_some() {
         eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
     }
+    // No credentials given: the stored ones are tried first, as docker does.
+    if a.username.is_none() && a.password.is_none() && !a.password_stdin {
+        if let Some((u, p, _)) =
+            stored_credentials(&host).filter(|(u, p, _)| !u.is_empty() && !p.is_empty())
+        {
+            eprintln!("Authenticating with existing credentials... [Username: {u}]");
+            let body = json!({"username": u, "password": p, "serveraddress": server});
+            match c.post_json::<Value>("/auth", Some(&body)).await {
+                Ok(_) => {
+                    super::out("Login Succeeded\n")?;
+                    return Ok(0);
+                }
+                Err(e) => eprintln!("Login did not succeed, error: {e}"),
+            }
+        }
+    }
     let mut user = a.username.clone().unwrap_or_default();
     let mut pass = a.password.clone().unwrap_or_default();
     if a.password_stdin {
@@ -366,6 +382,10 @@ pub async fn login(c: &Client, a: LoginArgs) -> Result<i32> {
         m.insert(key, Value::Object(entry));
     }
     write_config(&cfg)?;
+    eprintln!(
+        "WARNING! Your credentials are stored unencrypted in '{}'.\nConfigure a credential helper to remove this warning. See\nhttps://docs.docker.com/go/credential-store/\n",
+        config_path().display()
+    );
     let status = resp
         .get("Status")
         .and_then(|s| s.as_str())
