@@ -253,3 +253,58 @@ async fn silent_upstream_gives_servfail() {
     dns.unlisten(Ipv4Addr::LOCALHOST).await;
     dns2.unlisten(Ipv4Addr::new(127, 0, 0, 3)).await;
 }
+
+/// A client on TCP whose forwarded UDP answer comes back truncated gets the upstream's TCP
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_udp_answer_is_retried_over_tcp() {
+    // Upstream: UDP answers with TC set and no records; TCP (same port) answers 192.0.2.77.
+    let up_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let up = up_udp.local_addr().unwrap();
+    let up_tcp = std::net::TcpListener::bind(up).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = up_udp.recv_from(&mut buf) {
+            let q = &buf[..n];
+            let mut r = q[..2].to_vec();
+            r.extend_from_slice(&[0x83, 0x80, 0, 1, 0, 0, 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..]);
+            let _ = up_udp.send_to(&r, peer);
+        }
+    });
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for c in up_tcp.incoming() {
+            let Ok(mut c) = c else { break };
+            let mut len = [0u8; 2];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if c.read_exact(&mut q).is_err() {
+                continue;
+            }
+            let mut r = q[..2].to_vec();
+            r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..]);
+            r.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 77]);
+            let _ = c.write_all(&(r.len() as u16).to_be_bytes());
+            let _ = c.write_all(&r);
+        }
+    });
+    let dns = DnsServer::new(vec![up]);
+    let port = dns
+        .listen_port("s", Ipv4Addr::LOCALHOST, 0, true)
+        .await
+        .unwrap();
+    let srv = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // Over UDP the client gets the truncated answer as is (it retries over TCP itself).
+    let r = parse(&udp(srv, &query(31, "big.example", 1)).await.unwrap());
+    assert_ne!(r.flags & 0x0200, 0, "TC relayed");
+    // Over TCP berth retries upstream over TCP.
+    let rs = tcp(srv, &[query(32, "big.example", 1)]).await;
+    let r = parse(&rs[0]);
+    assert_eq!((r.id, r.rcode), (32, 0));
+    assert_eq!(r.addrs, vec![Ipv4Addr::new(192, 0, 2, 77)]);
+    dns.unlisten(Ipv4Addr::LOCALHOST).await;
+}

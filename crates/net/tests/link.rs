@@ -186,3 +186,28 @@ fn first_packet_after_attach_is_not_lost() {
         );
     }
 }
+
+#[test]
+fn parallel_attaches_on_one_bridge() {
+    let net = TestNet::new();
+    let mut handles = Vec::new();
+    for i in 0..8u8 {
+        let ns = net.dir.path().join(format!("p{i}"));
+        let ep = net.endpoint_spec(&ns, 20 + i, true);
+        handles.push(std::thread::spawn(move || {
+            link::create_netns(&ns).unwrap();
+            link::attach(&ep).map(|_| ns)
+        }));
+    }
+    let spaces: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().expect("attach"))
+        .collect();
+    for (i, ns) in spaces.iter().enumerate() {
+        let peer = net.ip(20 + ((i as u8 + 1) % 8));
+        assert!(ping(ns, peer), "{i} -> {peer}");
+    }
+    for ns in &spaces {
+        link::remove_netns(ns).unwrap();
+    }
+}
