@@ -520,3 +520,32 @@ fn large_layers_stream_in_chunks_and_known_layers_are_not_sent_again() {
     let raw = skopeo_inspect(&reg, &format!("{repo}:2"), true);
     assert_eq!(raw["layers"][0]["digest"], layer.as_str());
 }
+
+#[test]
+fn committed_image_pushes_and_pulls_back() {
+    let reg = Registry::start();
+    let d = TestDaemon::start();
+    let base = format!("base-{}:1", random_hex(6));
+    d.import_busybox(&base);
+    let ctr = format!("c-{}", random_hex(6));
+    d.docker_ok(&[
+        "run",
+        "--name",
+        &ctr,
+        &base,
+        "/bin/sh",
+        "-c",
+        "echo committed-data > /marker",
+    ]);
+    let img = format!("{}/committed-{}:1", reg.addr(), random_hex(6));
+    d.docker_ok(&["commit", &ctr, &img]);
+    d.docker_ok(&["rm", &ctr]);
+    let id = image_id(&d, &img);
+    let out = push_out(&d, "docker", &["push", &img]);
+    assert_eq!(out.matches(": Pushed").count(), 2, "{out}");
+    let d2 = TestDaemon::start();
+    d2.docker_ok(&["pull", &img]);
+    assert_eq!(image_id(&d2, &img), id);
+    let run = d2.docker_ok(&["run", "--rm", &img, "/bin/cat", "/marker"]);
+    assert_eq!(run.trim(), "committed-data");
+}
