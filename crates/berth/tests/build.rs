@@ -34,6 +34,12 @@ fn run_copy_and_cache() {
     let id = built_id(&out);
     assert_eq!(run_out(&d, "b1:v1", &[]), "version one\n");
     assert_eq!(run_out(&d, "b1:v1", &["cat", "/greeting"]), "hello\n");
+    // Layers of build steps are stored as plain tars: save writes them as they are.
+    let saved = d.scratch_dir().join("b1.tar");
+    d.docker_ok(&["save", "-o", saved.to_str().unwrap(), "b1:v1"]);
+    assert!(std::fs::metadata(&saved)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false));
 
     // No change: every step from the cache, same image. (Plain `docker build`: CLI 28
     // without buildx falls back to the classic endpoint.)

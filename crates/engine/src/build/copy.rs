@@ -514,6 +514,12 @@ fn extract(src: File, dir: &File) -> Result<()> {
 
 // ---- the overlay a step writes into ----
 
+/// How build steps store their layers: the tar itself as the blob (blob digest = diff id;
+/// `save` and `push` use it as is, push compresses it once), no gzip on the build's path.
+pub const LAYER_OPTS: crate::layerdiff::LayerOptions = crate::layerdiff::LayerOptions {
+    blob: crate::layerdiff::BlobFormat::Tar,
+};
+
 /// An overlay of `layers` (bottom first) + a fresh upper, mounted under `dir`.
 pub struct StepRoot {
     dir: PathBuf,
@@ -593,7 +599,8 @@ pub fn write_step(
     root.unmount()?;
     let t_write = t0.elapsed();
     let parent = layers.last().map(|l| l.chain_id.clone());
-    let layer = crate::layerdiff::commit_upper(images, parent.as_ref(), &root.upper());
+    let layer =
+        crate::layerdiff::commit_upper_with(images, parent.as_ref(), &root.upper(), &LAYER_OPTS);
     let t_commit = t0.elapsed();
     drop(root);
     tracing::debug!(

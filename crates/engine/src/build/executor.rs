@@ -629,8 +629,15 @@ impl Builder {
         let upper = containers.dir(&cid).join("upper");
         let images = self.svc.images.clone();
         let chain = parent.chain_id().cloned();
-        let layer =
-            blocking(move || crate::layerdiff::commit_upper(&images, chain.as_ref(), &upper)).await;
+        let layer = blocking(move || {
+            crate::layerdiff::commit_upper_with(
+                &images,
+                chain.as_ref(),
+                &upper,
+                &super::copy::LAYER_OPTS,
+            )
+        })
+        .await;
         let layer = match layer {
             Ok(l) => l,
             Err(e) => {
