@@ -292,9 +292,11 @@ mod tests {
         };
         let w = port_wishes(&hc, &["80/tcp".into(), "53/udp".into()]).unwrap();
         assert_eq!(w.len(), 2);
-        assert_eq!(w[1].host_ip, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(w[1].host_ports, (8080, 8080));
-        assert_eq!(w[0].proto, "udp");
-        assert_eq!(w[0].host_ports, (0, 0));
+        // Bindings first, then -P's random ones.
+        assert_eq!(w[0].host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(w[0].host_ports, (8080, 8080));
+        assert_eq!(w[1].proto, "udp");
+        assert_eq!(w[1].host_ports, (0, 0));
+        assert_eq!(w[1].host_ip, None);
     }
 }
