@@ -116,6 +116,7 @@ fn detach_and_remove_clean_up() {
 
     // Removing the namespace takes the veth with it.
     let ns3 = net.dir.path().join("third");
+    net.netns.push(ns3.clone());
     link::create_netns(&ns3).unwrap();
     let ep3 = net.endpoint_spec(&ns3, 4, true);
     link::attach(&ep3).unwrap();
@@ -153,10 +154,11 @@ fn attach_to_missing_bridge_fails_without_leftovers() {
 
 #[test]
 fn setup_timing() {
-    let net = TestNet::new();
+    let mut net = TestNet::new();
     let mut times = Vec::new();
     for i in 0..5u8 {
         let ns = net.dir.path().join(format!("bench{i}"));
+        net.netns.push(ns.clone());
         let ep = net.endpoint_spec(&ns, 10 + i, true);
         let t = link::time_setup(&ns, &ep).unwrap();
         assert!(!ns.exists());
@@ -189,10 +191,11 @@ fn first_packet_after_attach_is_not_lost() {
 
 #[test]
 fn parallel_attaches_on_one_bridge() {
-    let net = TestNet::new();
+    let mut net = TestNet::new();
     let mut handles = Vec::new();
     for i in 0..8u8 {
         let ns = net.dir.path().join(format!("p{i}"));
+        net.netns.push(ns.clone()); // removed in Drop even if this test fails
         let ep = net.endpoint_spec(&ns, 20 + i, true);
         handles.push(std::thread::spawn(move || {
             link::create_netns(&ns).unwrap();
