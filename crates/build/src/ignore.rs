@@ -334,49 +334,55 @@ fn parse_class(chars: &[char], mut i: usize) -> (Option<Class>, usize) {
     }
 }
 
-/// Whether `toks` match all of `s`. Memoized over (token, position): linear in
-/// tokens × length, so no pattern (`*a*a*a*b`, `**/**/**`) can make it blow up.
+/// Whether `toks` match all of `s`. Memoized over (token, position, phase) with one step per
+/// state: O(tokens × length), so no pattern (`*a*a*a*b`, `**/**/**`) can make it blow up.
 fn match_tokens(toks: &[Tok], s: &[char]) -> bool {
-    let width = s.len() + 1;
-    let mut memo: Vec<Option<bool>> = vec![None; (toks.len() + 1) * width];
-    match_at(toks, s, 0, 0, &mut memo)
+    let mut memo: Vec<Option<bool>> = vec![None; 2 * (toks.len() + 1) * (s.len() + 1)];
+    match_at(toks, s, 0, 0, false, &mut memo)
 }
 
-fn match_at(toks: &[Tok], s: &[char], t: usize, i: usize, memo: &mut [Option<bool>]) -> bool {
-    let width = s.len() + 1;
-    if let Some(r) = memo[t * width + i] {
+/// `inside`: within the `.*` of an AnyDirs token `t` (looking for the `/` that ends it).
+fn match_at(
+    toks: &[Tok],
+    s: &[char],
+    t: usize,
+    i: usize,
+    inside: bool,
+    memo: &mut [Option<bool>],
+) -> bool {
+    let key = (t * (s.len() + 1) + i) * 2 + usize::from(inside);
+    if let Some(r) = memo[key] {
         return r;
     }
+    let more = i < s.len();
     let r = match toks.get(t) {
-        None => i == s.len(),
-        Some(Tok::Lit(c)) => s.get(i) == Some(c) && match_at(toks, s, t + 1, i + 1, memo),
+        None => !more,
+        Some(Tok::Lit(c)) => s.get(i) == Some(c) && match_at(toks, s, t + 1, i + 1, false, memo),
         Some(Tok::One) => {
-            s.get(i).is_some_and(|&c| c != '/') && match_at(toks, s, t + 1, i + 1, memo)
+            s.get(i).is_some_and(|&c| c != '/') && match_at(toks, s, t + 1, i + 1, false, memo)
         }
-        Some(Tok::OneAny) => i < s.len() && match_at(toks, s, t + 1, i + 1, memo),
+        Some(Tok::OneAny) => more && match_at(toks, s, t + 1, i + 1, false, memo),
         Some(Tok::Class(cl)) => {
-            s.get(i).is_some_and(|&c| cl.matches(c)) && match_at(toks, s, t + 1, i + 1, memo)
+            s.get(i).is_some_and(|&c| cl.matches(c)) && match_at(toks, s, t + 1, i + 1, false, memo)
         }
         Some(Tok::Star) => {
-            let mut n = i;
-            loop {
-                if match_at(toks, s, t + 1, n, memo) {
-                    break true;
-                }
-                if n >= s.len() || s[n] == '/' {
-                    break false;
-                }
-                n += 1;
-            }
+            match_at(toks, s, t + 1, i, false, memo)
+                || (more && s[i] != '/' && match_at(toks, s, t, i + 1, false, memo))
         }
-        Some(Tok::AnyAll) => (i..=s.len()).any(|n| match_at(toks, s, t + 1, n, memo)),
+        Some(Tok::AnyAll) => {
+            match_at(toks, s, t + 1, i, false, memo)
+                || (more && match_at(toks, s, t, i + 1, false, memo))
+        }
+        // (.*/)? : nothing, or anything ending with '/'.
+        Some(Tok::AnyDirs) if !inside => {
+            match_at(toks, s, t + 1, i, false, memo) || match_at(toks, s, t, i, true, memo)
+        }
         Some(Tok::AnyDirs) => {
-            // (.*/)? : nothing, or anything ending with '/'.
-            match_at(toks, s, t + 1, i, memo)
-                || (i..s.len()).any(|n| s[n] == '/' && match_at(toks, s, t + 1, n + 1, memo))
+            more && ((s[i] == '/' && match_at(toks, s, t + 1, i + 1, false, memo))
+                || match_at(toks, s, t, i + 1, true, memo))
         }
     };
-    memo[t * width + i] = Some(r);
+    memo[key] = Some(r);
     r
 }
 

