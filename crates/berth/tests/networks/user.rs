@@ -394,3 +394,60 @@ fn connect_and_disconnect_a_running_container() {
         "{ip}"
     );
 }
+
+#[test]
+fn run_on_two_networks_and_filter_ps_by_network() {
+    let d = engine();
+    let (n1, n2) = (name("one"), name("two"));
+    dok(&d, &["network", "create", &n1]);
+    dok(&d, &["network", "create", &n2]);
+    let c = name("two-nets");
+    dok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &c,
+            "--network",
+            &n1,
+            "--network",
+            &n2,
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let i = inspect(&d, &c);
+    let nets = i["NetworkSettings"]["Networks"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(nets.len(), 2, "{i}");
+    let ifs = dok(&d, &["exec", &c, "ls", "/sys/class/net"]);
+    assert!(ifs.contains("eth0") && ifs.contains("eth1"), "{ifs}");
+    // Only the first network gives the default route.
+    let r = dok(&d, &["exec", &c, "ip", "route"]);
+    assert_eq!(r.matches("default").count(), 1, "{r}");
+    let other = name("other");
+    dok(
+        &d,
+        &["run", "-d", "--name", &other, "busybox", "sleep", "300"],
+    );
+    let f = dok(
+        &d,
+        &[
+            "ps",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("network={n2}"),
+        ],
+    );
+    assert_eq!(f.trim(), c);
+    let f = dok(
+        &d,
+        &["ps", "--format", "{{.Names}}", "--filter", "network=bridge"],
+    );
+    assert_eq!(f.trim(), other);
+}

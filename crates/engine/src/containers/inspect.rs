@@ -149,7 +149,8 @@ impl ContainerService {
                         r.created > o
                     }
                 }
-                "volume" | "network" | "publish" | "expose" | "health" | "isolation"
+                "network" => self.on_networks(r, values),
+                "volume" | "publish" | "expose" | "health" | "isolation"
                 | "is-task" => true,
                 other => {
                     return Err(EngineError::InvalidArgument(format!(

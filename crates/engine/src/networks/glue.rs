@@ -109,6 +109,38 @@ impl ContainerService {
         Ok(netns)
     }
 
+    /// `ps --filter network=X`: X names (or is the id or an id prefix of) one of its networks.
+    pub fn on_networks(&self, r: &Record, wanted: &[String]) -> bool {
+        let ids: Vec<String> = match mode_of(&r.host_config) {
+            Mode::Host => self
+                .networks
+                .find("host")
+                .map(|n| vec![n.id])
+                .unwrap_or_default(),
+            Mode::None => self
+                .networks
+                .find("none")
+                .map(|n| vec![n.id])
+                .unwrap_or_default(),
+            Mode::Container(_) => Vec::new(),
+            Mode::Net(_) => self
+                .networks
+                .attachment(&r.id)
+                .map(|a| a.endpoints.into_iter().map(|e| e.network_id).collect())
+                .unwrap_or_default(),
+        };
+        wanted.iter().any(|w| {
+            ids.iter().any(|id| {
+                id.starts_with(w.as_str())
+                    || self
+                        .networks
+                        .get_by_id(id)
+                        .map(|n| n.name == *w)
+                        .unwrap_or(false)
+            })
+        })
+    }
+
     /// After a rename: the DNS names follow.
     pub fn refresh_network_names(&self) {
         self.networks.refresh_dns(&self.dns_names());
