@@ -521,3 +521,82 @@ fn bench_docker_commit() {
     eprintln!("docker:\n{}", d.docker_ok(&["system", "df", "-v"]));
     eprintln!("berth:\n{}", d.berth_ok(&["system", "df", "-v"]));
 }
+
+/// Entries of a store directory whose names start with `.tmp-`.
+fn temps(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".tmp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn engine_killed_mid_commit_leaves_no_partial_layer() {
+    let d = TestDaemon::start();
+    d.import_busybox("bb:crash");
+    let c = format!("crash-{}", random_hex(6));
+    // ~40 MB in 200 files: the commit takes long enough to be caught in the middle.
+    sh(
+        &d,
+        &c,
+        "bb:crash",
+        "mkdir /big && for i in $(seq 1 200); do head -c 200000 /dev/urandom > /big/f$i; done",
+    );
+    let layers = d.data_root().join("layers");
+    let blobs = d.data_root().join("content/sha256");
+    let layers_before: BTreeSet<String> = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut caught = false;
+    std::thread::scope(|s| {
+        let commit = s.spawn(|| d.docker(&["commit", &c, "crash:big"]));
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) && !commit.is_finished() {
+            if !temps(&layers).is_empty() {
+                d.kill9();
+                caught = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let _ = commit.join();
+    });
+    d.start_again();
+    assert!(temps(&layers).is_empty(), "{:?}", temps(&layers));
+    assert!(temps(&blobs).is_empty(), "{:?}", temps(&blobs));
+    // Every layer dir has its info file, and the image is whole or absent.
+    for e in std::fs::read_dir(&layers).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() {
+            assert!(
+                layers.join(format!("{n}.json")).is_file(),
+                "{n} has no info"
+            );
+        }
+    }
+    let listed = d.docker_ok(&["images", "-q", "crash:big"]);
+    if caught {
+        eprintln!(
+            "engine killed mid-commit; image listed: {:?}",
+            listed.trim()
+        );
+    }
+    if listed.trim().is_empty() {
+        let after: BTreeSet<String> = std::fs::read_dir(&layers)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(after, layers_before);
+    }
+    // The container is still there and commits fine now.
+    d.docker_ok(&["commit", &c, "crash:big"]);
+    let n = d.docker_ok(&["run", "--rm", "crash:big", "sh", "-c", "ls /big | wc -l"]);
+    assert_eq!(n.trim(), "200");
+}

@@ -224,6 +224,10 @@ impl ContainerService {
                 .await
                 .map_err(internal)??;
             self.set_status(&c, Status::Paused);
+            // Recorded, so that an engine killed mid-commit restarts with the truth (frozen).
+            if let Err(e) = self.save(&c) {
+                tracing::warn!(container = %rec.id, error = %e, "cannot record pause");
+            }
             self.emit(&c, "pause", &[]);
         }
         let this = self.clone();
@@ -259,6 +263,9 @@ impl ContainerService {
             match thawed {
                 Ok(()) => {
                     self.set_status(&c, Status::Running);
+                    if let Err(e) = self.save(&c) {
+                        tracing::warn!(container = %rec.id, error = %e, "cannot record unpause");
+                    }
                     self.emit(&c, "unpause", &[]);
                 }
                 Err(e) => {
