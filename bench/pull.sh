@@ -10,7 +10,8 @@
 #   skopeo   skopeo copy docker://127.0.0.1:P/... dir:D   (download + digest check, no unpack)
 #   LABEL    docker pull 127.0.0.1:P/... into an engine that does not have the image
 #            (download + verify + decompress + unpack; `docker rmi` before each run)
-# and prints medians (min–max) in ms as a markdown table, with the ratio engine/skopeo.
+# and prints medians (min–max) in ms as a markdown table, with the ratio engine/skopeo, and the
+# CPU time (user + system) the engine process spent on each pull (its pid: the socket's listener).
 set -euo pipefail
 
 usage() {
@@ -78,6 +79,18 @@ trap cleanup EXIT INT TERM
 
 now_us() { date +%s%6N; }
 put() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
+
+# CPU time (user + system, ms) a process has used so far.
+cpu_ms() {
+    local f
+    read -ra f <"/proc/$1/stat"
+    echo $(((f[13] + f[14]) * 1000 / $(getconf CLK_TCK)))
+}
+
+# The pid listening on an engine's socket (empty if unknown).
+engine_pid() {
+    ss -xlpn 2>/dev/null | awk -v s="$1" '$5 == s' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The image: a docker-archive with N layers of random data.
@@ -148,19 +161,25 @@ for i in $(seq 1 "$runs"); do
     rm -rf "$tmp/dir"
     sync
     t0=$(now_us)
-    skopeo copy --quiet --src-tls-verify=false "docker://$ref" "dir:$tmp/dir" >/dev/null
+    /usr/bin/time -f '%U %S' -o "$tmp/skopeo.time" \
+        skopeo copy --quiet --src-tls-verify=false "docker://$ref" "dir:$tmp/dir" >/dev/null
     t1=$(now_us)
     put skopeo $(((t1 - t0) / 1000))
+    put skopeo-cpu "$(awk '{printf "%d", ($1 + $2) * 1000}' "$tmp/skopeo.time")"
     for l in "${labels[@]}"; do
         cur_label=$l
         # By id: removes the tag, the repo digest and every layer.
         id=$(dk image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)
         if [ -n "$id" ]; then dk rmi -f "$id" >/dev/null; fi
         sync
+        epid=$(engine_pid "${sock[$l]}")
+        c0=0
+        if [ -n "$epid" ]; then c0=$(cpu_ms "$epid"); fi
         t0=$(now_us)
         dk pull -q "$ref" >/dev/null
         t1=$(now_us)
         put "$l" $(((t1 - t0) / 1000))
+        if [ -n "$epid" ]; then put "$l-cpu" $(($(cpu_ms "$epid") - c0)); fi
     done
 done
 
@@ -184,4 +203,8 @@ print(f"| `skopeo copy docker:// dir:` (download only) | {cell('skopeo')} | 1.00
 for l in labels:
     r = statistics.median(vals[l]) / base
     print(f"| {l}: `docker pull` (download + unpack) | {cell(l)} | {r:.2f} |")
+print(f"| skopeo: CPU (user+sys) per copy | {cell('skopeo-cpu')} | |")
+for l in labels:
+    if l + "-cpu" in vals:
+        print(f"| {l}: engine CPU (user+sys) per pull | {cell(l + '-cpu')} | |")
 PY

@@ -627,3 +627,66 @@ fn engine_killed_mid_pull_leaves_nothing_and_a_retry_completes() {
     assert_eq!(layer_file(&d, "f7").as_deref(), Some(files[7].1.as_slice()));
     d.docker_ok(&["image", "inspect", &format!("{name}:1")]);
 }
+
+/// A 3-layer image whose last layer arrives corrupted, or whose config names a wrong diff id:
+/// the good layers were unpacked meanwhile, yet nothing may be published.
+#[test]
+fn a_bad_last_layer_or_diff_id_publishes_no_layer_at_all() {
+    let d = TestDaemon::start();
+    for case in ["bad-blob", "bad-diff-id"] {
+        let layers: Vec<Vec<u8>> = (0..3)
+            .map(|i| {
+                let data: Vec<u8> = (0..(1u32 << 20))
+                    .map(|j| (j.wrapping_mul(2654435761).wrapping_add(i) >> 9) as u8)
+                    .collect();
+                layer_tar(&[(&format!("l{i}-{case}"), &data)])
+            })
+            .collect();
+        let mut diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+        if case == "bad-diff-id" {
+            diff_ids[1] = sha256_digest(b"something else");
+        }
+        let config = image_config("amd64", &diff_ids, &["/bin/sh"]);
+        let config_digest = sha256_digest(&config);
+        let descs: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_digest(l), "size": l.len()}))
+            .collect();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": descs,
+        }))
+        .unwrap();
+        let corrupt_last = case == "bad-blob";
+        let handler: Handler = Arc::new(move |req: &Req| {
+            let p = req.path.as_str();
+            if p == "/v2/" {
+                return resp(200, "application/json", b"{}".to_vec());
+            }
+            if p.contains("/manifests/") {
+                return resp(200, OCI_MANIFEST, manifest.clone());
+            }
+            if p.ends_with(&config_digest) {
+                return resp(200, "application/octet-stream", config.clone());
+            }
+            for (i, l) in layers.iter().enumerate() {
+                if p.ends_with(&sha256_digest(l)) {
+                    let mut body = l.clone();
+                    if corrupt_last && i == 2 {
+                        body[1000] ^= 1;
+                    }
+                    return resp(200, "application/octet-stream", body);
+                }
+            }
+            resp(404, "application/json", b"{}".to_vec())
+        });
+        let srv = Server::start("127.0.0.1", handler);
+        let want = if corrupt_last {
+            "digest mismatch"
+        } else {
+            "diff id mismatch"
+        };
+        assert_refused(&d, &srv, want);
+    }
+}

@@ -6,6 +6,7 @@
 //! leaves temp files that the next start removes). Progress is sent as Docker's JSON messages.
 
 mod spool;
+mod unpack;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -561,30 +562,21 @@ async fn fetch_layers(
             res
         });
     }
-    // The unpacker: in order, each layer on top of its parent.
-    let plan: Vec<(Option<Digest>, Digest, Digest, String, u64)> = jobs
+    // The unpackers: in parallel as the bytes arrive, published in order.
+    let items: Vec<unpack::Item> = jobs
         .iter()
-        .map(|j| {
-            let parent = (j.index > 0).then(|| chains[j.index - 1].clone());
-            (
-                parent,
-                chains[j.index].clone(),
-                j.diff_id.clone(),
-                j.short.clone(),
-                j.desc.size.max(0) as u64,
-            )
+        .map(|j| unpack::Item {
+            parent: (j.index > 0).then(|| chains[j.index - 1].clone()),
+            chain: chains[j.index].clone(),
+            diff_id: j.diff_id.clone(),
+            short: j.short.clone(),
+            total: j.desc.size.max(0) as u64,
         })
         .collect();
     let tx = ctx.tx.clone();
     let spools2 = spools.clone();
     let unpack = tokio::task::spawn_blocking(move || -> Result<()> {
-        let res = unpack_all(&images, &plan, &spools2, &tx);
-        if let Err(e) = &res {
-            for s in &spools2 {
-                s.finish(Err(format!("pull aborted: {e}")));
-            }
-        }
-        res
+        unpack::unpack_all(&images, &items, &spools2, &tx, MAX_CONCURRENT_DOWNLOADS)
     });
     let mut first_err: Option<EngineError> = None;
     let mut unpack = unpack;
@@ -614,10 +606,17 @@ async fn fetch_layers(
             }
         }
     }
-    if let Some(e) = first_err {
+    let res = match first_err {
+        Some(e) => Err(e),
+        None => unpacked.unwrap_or_else(|| Err(EngineError::Internal("unpack did not run".into()))),
+    };
+    if let Err(e) = res {
+        // A cancelled task's fsync may still hold a spool for a moment: remove the files now.
+        for s in &spools {
+            s.discard();
+        }
         return Err(e);
     }
-    unpacked.unwrap_or_else(|| Err(EngineError::Internal("unpack did not run".into())))?;
     Ok(jobs.iter().map(|j| j.blob.clone()).zip(spools).collect())
 }
 
@@ -644,74 +643,6 @@ async fn download(
     }
     layer_status(tx, short, "Verifying Checksum");
     Ok(())
-}
-
-type PlanItem = (Option<Digest>, Digest, Digest, String, u64);
-
-fn unpack_all(
-    images: &ImageService,
-    plan: &[PlanItem],
-    spools: &[Arc<Spool>],
-    tx: &ProgressTx,
-) -> Result<()> {
-    for ((parent, chain, diff_id, short, total), spool) in plan.iter().zip(spools) {
-        let existed = images.layers.exists(chain);
-        let mut reader = ProgressReader {
-            inner: spool.reader()?,
-            tx,
-            short,
-            total: *total,
-            last: Instant::now(),
-        };
-        let info = images
-            .layers
-            .apply(parent.as_ref(), &mut reader, Some(diff_id))
-            .map_err(|e| match e {
-                berth_store::StoreError::DigestMismatch { expected, actual } => {
-                    EngineError::InvalidArgument(format!(
-                        "layer {short}: diff id mismatch: the config says {expected}, the layer is {actual}"
-                    ))
-                }
-                other => EngineError::from(other),
-            })?;
-        // The store read to the end; make sure the blob's last read (its verification) happened.
-        let rest = std::io::copy(&mut reader, &mut std::io::sink());
-        if rest.is_err() || !spool.is_verified() {
-            if !existed {
-                let _ = images.layers.remove(&info.chain_id);
-            }
-            return Err(EngineError::InvalidArgument(format!(
-                "layer {short}: blob not verified"
-            )));
-        }
-        layer_status(tx, short, "Pull complete");
-    }
-    Ok(())
-}
-
-struct ProgressReader<'a> {
-    inner: spool::SpoolReader<'a>,
-    tx: &'a ProgressTx,
-    short: &'a str,
-    total: u64,
-    last: Instant,
-}
-
-impl std::io::Read for ProgressReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if self.last.elapsed() >= PROGRESS_EVERY {
-            self.last = Instant::now();
-            progress(
-                self.tx,
-                self.short,
-                "Extracting",
-                self.inner.position(),
-                self.total,
-            );
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

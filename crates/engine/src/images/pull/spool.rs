@@ -110,6 +110,15 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Remove the temp file now (a failed pull), whoever still holds the spool.
+    pub fn discard(&self) {
+        if !self.committed.load(Ordering::SeqCst) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl Drop for Spool {
     fn drop(&mut self) {
         if !self.committed.load(Ordering::SeqCst) {
