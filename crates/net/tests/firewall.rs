@@ -432,3 +432,41 @@ async fn dns_on_gateway_from_internal_container() {
     assert_eq!(r[3] & 0xF, 3, "NXDOMAIN");
     dns.unlisten(net.gateway).await;
 }
+
+/// Other processes (other engines, nft) changing the ruleset at the same time must not make an
+/// apply fail (nft retries when the ruleset generation moved under it).
+#[test]
+fn concurrent_applies_from_other_processes() {
+    let mut net = TestNet::new();
+    let (mine, theirs) = (net.table(), net.table());
+    let other = Firewall::new(&theirs);
+    let script = other.render(&[rules(&net, false)], &[]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let busy = std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            berth_net::nft::run_binary(&script).unwrap();
+            n += 1;
+        }
+        n
+    });
+    let fw = Firewall::new(&mine);
+    for i in 0..150u16 {
+        fw.apply(
+            &[rules(&net, false)],
+            &[PortRule {
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: 30000 + i,
+                container_ip: net.ip(2),
+                container_port: 80,
+            }],
+        )
+        .unwrap_or_else(|e| panic!("apply {i}: {e}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = busy.join().unwrap();
+    assert!(n > 0);
+    assert!(list(&mine).unwrap().contains("tcp dport 30149"));
+}
