@@ -373,6 +373,14 @@ async fn push_tag(ctx: &Arc<Ctx>, familiar: &str) -> Result<()> {
         )
         .await?;
     }
+    // Layers queued behind the concurrent uploads, as Docker shows them.
+    for &i in order.iter().skip(CONCURRENT_UPLOADS) {
+        send(
+            &ctx.tx,
+            layer_status(rec.layers[i].diff_id.short(), "Waiting"),
+        )
+        .await?;
+    }
     // Repositories of this registry the image was pulled from (its RepoDigests) hold all its
     // blobs: mount candidates besides the blob-source table.
     let hints: Arc<Vec<String>> = Arc::new(
