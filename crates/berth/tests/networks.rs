@@ -235,6 +235,16 @@ fn random_port_publish_all_and_port_taken() {
     poll(15, "the page through the random port", || {
         http_get(&addr).filter(|p| p.contains("hello-berth"))
     });
+    // Another container reaches it through the published port on the gateway (the host's
+    // address on the bridge): DNAT in prerouting, back over the same bridge.
+    let gw_url = format!("http://{}:{hp}/", d.net().gateway());
+    let page = dok(
+        &d,
+        &[
+            "run", "--rm", "busybox", "timeout", "5", "wget", "-qO-", &gw_url,
+        ],
+    );
+    assert!(page.contains("hello-berth"), "{page}");
     // A port someone holds: Docker's error, and the container does not run.
     let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = holder.local_addr().expect("addr").port();
