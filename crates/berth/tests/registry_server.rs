@@ -637,7 +637,8 @@ fn kill9_mid_upload_never_serves_a_partial_blob() {
 #[test]
 fn concurrent_uploads_of_one_blob_and_racing_chunks() {
     let reg = std::sync::Arc::new(BerthRegistry::start(&[]));
-    let data = std::sync::Arc::new(noise(3 << 20, 11));
+    // 3 MiB in racing chunks below, then a tail that the final PUT always carries.
+    let data = std::sync::Arc::new(noise((3 << 20) + 1000, 11));
     let digest = sha256_digest(&data);
     // Eight clients upload the same blob at once, into two repositories.
     let handles: Vec<_> = (0..8)
