@@ -197,7 +197,7 @@ pub(super) fn gzip_into_store(
 }
 
 /// Compressed bytes per chunk of a streamed (compress-while-uploading) layer.
-const STREAM_CHUNK: usize = 8 << 20;
+pub(super) const STREAM_CHUNK: usize = 8 << 20;
 
 /// What the compressing thread hands the uploader.
 pub(super) enum Piece {

@@ -214,3 +214,70 @@ fn layers_without_a_blob_borrow_one_or_are_refused() {
         Err(e) => assert!(e.to_string().contains("cannot be pushed"), "{e}"),
     }
 }
+
+#[test]
+fn streamed_gzip_hands_out_every_byte_and_aborts_cleanly() {
+    use crate::images::tests::{layer_tar, make_image, service};
+    let dir = tempfile::tempdir().unwrap();
+    let images = service(dir.path());
+    // Incompressible, larger than two chunks.
+    let mut data = vec![0u8; 2 * STREAM_CHUNK + 12345];
+    let mut x: u32 = 12345;
+    for b in data.iter_mut() {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let tar = layer_tar("big", &data);
+    let id = make_image(
+        &images,
+        std::slice::from_ref(&tar),
+        &[],
+        "2024-01-01T00:00:00Z",
+        &["s:1"],
+        None,
+    );
+    let rec = images.get(&id).unwrap().unwrap();
+    let src = rec.layers[0].blob.clone().unwrap();
+    let diff_id = rec.layers[0].diff_id.clone();
+
+    // A sink that fails on the second chunk: nothing is stored, the tar stays.
+    let before = images.content.list().unwrap().len();
+    let mut n = 0;
+    let err = gzip_into_store(&images, &src, &diff_id, |_| {
+        n += 1;
+        if n == 2 {
+            Err(EngineError::Internal("uploader gone".into()))
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("uploader gone"), "{err}");
+    assert_eq!(images.content.list().unwrap().len(), before);
+    assert!(images.content.exists(&src));
+
+    // A sink that keeps everything: the chunks are the stored gzip, in order.
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    let mut last_done = 0;
+    let b = gzip_into_store(&images, &src, &diff_id, |p| {
+        if let Piece::Chunk(d, done, total) = p {
+            assert!(done >= last_done && done <= total);
+            assert_eq!(total, tar.len() as u64);
+            last_done = done;
+            sizes.push(d.len());
+            got.extend_from_slice(&d);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(Digest::of(&got), b.digest);
+    assert_eq!(got.len() as u64, b.size);
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    assert!(sizes[..sizes.len() - 1].iter().all(|s| *s >= STREAM_CHUNK));
+    assert_eq!(images.content.read(&b.digest).unwrap(), got);
+    assert!(
+        !images.content.exists(&src),
+        "the tar is replaced by its gzip"
+    );
+}
