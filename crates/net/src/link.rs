@@ -18,7 +18,9 @@ use futures_util::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage, State,
+};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     new_connection, Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
@@ -99,8 +101,14 @@ pub fn ensure_bridge(b: &Bridge) -> Result<()> {
     on_thread("berth-bridge", move || {
         block_on(async {
             let h = connect()?;
-            let idx = match link_index(&h, &b.name).await? {
-                Some(i) => i,
+            let idx = match link_msg(&h, &b.name).await? {
+                Some(m) if is_bridge(&m) => m.header.index,
+                Some(_) => {
+                    return Err(NetError::Netlink(format!(
+                        "{} exists and is not a bridge",
+                        b.name
+                    )))
+                }
                 None => {
                     // A fixed MAC: otherwise the bridge takes the lowest MAC of its ports and
                     // changes it as containers come and go (ARP caches of the peers go stale).
@@ -393,9 +401,7 @@ async fn wait_ready(host: &Handle, inside: &Handle, idx: u32, host_ifname: &str)
     }
 }
 
-fn is_oper_up(
-    m: std::result::Result<Option<rtnetlink::packet_route::link::LinkMessage>, rtnetlink::Error>,
-) -> bool {
+fn is_oper_up(m: std::result::Result<Option<LinkMessage>, rtnetlink::Error>) -> bool {
     matches!(m, Ok(Some(m)) if m.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up))))
 }
 
@@ -428,12 +434,25 @@ fn connect() -> Result<Handle> {
 }
 
 async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>> {
+    Ok(link_msg(h, name).await?.map(|m| m.header.index))
+}
+
+async fn link_msg(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
     let mut s = h.link().get().match_name(name.to_string()).execute();
     match s.try_next().await {
-        Ok(m) => Ok(m.map(|m| m.header.index)),
+        Ok(m) => Ok(m),
         Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(nl(&format!("looking up {name}"), e)),
     }
+}
+
+fn is_bridge(m: &LinkMessage) -> bool {
+    m.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
+        _ => false,
+    })
 }
 
 async fn del_by_name(h: &Handle, name: &str) -> Result<()> {

@@ -90,6 +90,38 @@ fn ensure_bridge_is_idempotent_and_fixes_address() {
     );
     let names = link::links_with_prefix(&net.bridge).unwrap();
     assert_eq!(names, vec![net.bridge.clone()]);
+    // A link of that name that is not a bridge is refused, and left alone.
+    let dummy = format!("bt{}", hex(6));
+    let st = std::process::Command::new("ip")
+        .args([
+            "link",
+            "add",
+            &dummy,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{dummy}p"),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut spec = net.bridge_spec();
+    spec.name = dummy.clone();
+    let e = link::ensure_bridge(&spec);
+    let addrs = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", &dummy])
+        .output()
+        .unwrap();
+    link::delete_link(&dummy).unwrap();
+    assert!(!link_exists(&dummy));
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("is not a bridge"), "{e}");
+    assert!(
+        addrs.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&addrs.stdout)
+    );
 }
 
 #[test]
