@@ -156,6 +156,27 @@ fn container_mode_joins_the_other_netns() {
         ],
     );
     assert!(out.contains(&ip), "{out}");
+    // Docker's conflicts of the container mode.
+    for (flag, val, msg) in [
+        ("-p", "80", "port publishing"),
+        ("--dns", "192.0.2.53", "dns and the network mode"),
+        ("--add-host", "x:192.0.2.1", "custom host-to-IP mapping"),
+    ] {
+        let err = d.docker_err(&[
+            "run",
+            "--rm",
+            "--network",
+            &mode,
+            flag,
+            val,
+            "busybox",
+            "true",
+        ]);
+        assert!(
+            err.contains(&format!("conflicting options: {msg}")),
+            "{err}"
+        );
+    }
     // Joining a stopped container fails.
     let b = name("b");
     dok(&d, &["create", "--name", &b, "busybox", "true"]);

@@ -82,7 +82,33 @@ impl NetworkService {
             .unwrap_or_default();
         let mut att = Attachment::default();
         match mode_of(hc) {
-            Mode::Host | Mode::None | Mode::Container(_) => return Ok(att),
+            Mode::Container(_) => {
+                // Docker's runconfig rules: the other container's network decides all that.
+                let conflict = |what: &str| {
+                    Err(EngineError::InvalidArgument(format!(
+                        "conflicting options: {what} and the container type network mode"
+                    )))
+                };
+                let some = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+                if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+                    || hc.publish_all_ports == Some(true)
+                {
+                    return conflict("port publishing");
+                }
+                if some(&hc.dns) {
+                    return Err(EngineError::InvalidArgument(
+                        "conflicting options: dns and the network mode".into(),
+                    ));
+                }
+                if some(&hc.extra_hosts) {
+                    return Err(EngineError::InvalidArgument(
+                        "conflicting options: custom host-to-IP mapping and the network mode"
+                            .into(),
+                    ));
+                }
+                return Ok(att);
+            }
+            Mode::Host | Mode::None => return Ok(att),
             Mode::Net(name) => {
                 let primary = self.find(&name)?;
                 let mut order = vec![(primary.clone(), None::<EndpointSettings>)];
