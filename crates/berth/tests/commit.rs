@@ -251,9 +251,42 @@ fn commit_change_instructions_and_errors() {
     ]);
     assert!(env.contains("\"A=1\""), "{env}");
 
+    // The API's body: a config whose empty fields come from the container's (Docker's merge).
+    let (st, v) = d.api_json(
+        "POST",
+        &format!("/commit?container={c}&repo=api-img&tag=t1&comment=api"),
+        Some(r#"{"Cmd":["echo","from-api"],"Labels":{"x":"y"}}"#),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert!(v["Id"].as_str().unwrap().starts_with("sha256:"), "{v}");
+    assert_eq!(d.docker_ok(&["run", "--rm", "api-img:t1"]), "from-api\n");
+    let labels = d.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Labels}}",
+        "api-img:t1",
+    ]);
+    assert!(labels.contains("\"x\":\"y\""), "{labels}");
+    let (st, _) = d.api("POST", "/commit?container=no-such-ctr-x", None);
+    assert_eq!(st, 404);
+    let (st, _) = d.api(
+        "POST",
+        &format!("/commit?container={c}&changes=FROM%20x"),
+        None,
+    );
+    assert_eq!(st, 400);
+
     // Errors: an instruction commit does not take, a missing container, a digest reference.
     let e = d.docker_err(&["commit", "-c", "RUN echo no", &c]);
     assert!(e.contains("RUN is not a valid change command"), "{e}");
+    let o = d.berth(&["commit", &c, &format!("x@sha256:{}", "0".repeat(64))]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("digest reference"),
+        "{}",
+        d.describe(&o)
+    );
     let e = d.docker_err(&["commit", "no-such-container-x"]);
     assert!(e.contains("No such container"), "{e}");
     // No change at all: still an image (an empty layer in its history).
