@@ -470,3 +470,50 @@ fn concurrent_applies_from_other_processes() {
     assert!(n > 0);
     assert!(list(&mine).unwrap().contains("tcp dport 30149"));
 }
+
+#[test]
+fn published_udp_port() {
+    let mut net = TestNet::new();
+    let table = net.table();
+    let a = net.container(2);
+    let ip = net.ip(2);
+    let sock = in_ns(&a, move || std::net::UdpSocket::bind((ip, 5300)).unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let mut r = b"udp:".to_vec();
+            r.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+    let hp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    Firewall::new(&table)
+        .apply(
+            &[rules(&net, false)],
+            &[PortRule {
+                proto: Proto::Udp,
+                host_ip: None,
+                host_port: hp,
+                container_ip: ip,
+                container_port: 5300,
+            }],
+        )
+        .unwrap();
+    for target in [Ipv4Addr::LOCALHOST, net.gateway] {
+        let c = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // UDP may lose the very first datagram: a few tries.
+        let got = (0..5).find_map(|_| {
+            c.send_to(b"ping", (target, hp)).unwrap();
+            c.recv(&mut buf).ok()
+        });
+        let n = got.unwrap_or_else(|| panic!("no UDP answer through {target}:{hp}"));
+        assert_eq!(&buf[..n], b"udp:ping");
+    }
+}
