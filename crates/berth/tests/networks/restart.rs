@@ -183,3 +183,32 @@ fn restart_policy_at_engine_start_gets_its_network_back() {
     dok(&d, &["rm", "-f", &c]);
     assert!(netns_files(&d).is_empty());
 }
+
+#[test]
+fn stopped_container_after_engine_restart_starts_with_its_port() {
+    let d = engine();
+    let port = free_port();
+    let c = name("stopped");
+    let spec = format!("127.0.0.1:{port}:80");
+    dok(
+        &d,
+        &[
+            "run", "-d", "--name", &c, "-p", &spec, "busybox", "sh", "-c", HTTPD,
+        ],
+    );
+    dok(&d, &["stop", "-t", "0", &c]);
+    d.kill9();
+    d.start_again();
+    let i = inspect(&d, &c);
+    assert_eq!(
+        i["NetworkSettings"]["Networks"]["bridge"]["IPAddress"], "",
+        "{i}"
+    );
+    assert_eq!(i["NetworkSettings"]["Ports"], serde_json::json!({}), "{i}");
+    assert!(netns_files(&d).is_empty());
+    dok(&d, &["start", &c]);
+    let addr = format!("127.0.0.1:{port}");
+    poll(15, "the page", || {
+        http_get(&addr).filter(|p| p.contains("hello-berth"))
+    });
+}

@@ -434,9 +434,10 @@ impl NetworkService {
         att.ports.clear();
         att.netns = None;
         att.running = false;
-        if let Err(e) = self.save_attachment(&att) {
-            tracing::warn!(container = %id, "recording network release: {e}");
-        }
+        // Memory only: the next start or rm records the attachment anyway, and a record that
+        // still says "running" for a container that is not is released again by `restore`.
+        // (Saves one durable commit per container exit.)
+        lock(&self.state).atts.insert(id.to_string(), att);
         if had_ports {
             if let Err(e) = self.apply_firewall() {
                 tracing::warn!("firewall after releasing {id}: {e}");
