@@ -484,10 +484,9 @@ async fn pull_one(ctx: &Ctx<'_>, r: &Reference, top: Fetched) -> Result<Outcome>
         let tags: Vec<String> = tag.iter().cloned().collect();
         images2.add_image(&config_digest, refs, &tags)?;
         images2.add_repo_digest(&config_digest, &repo_digest)?;
-        let attrs = std::collections::HashMap::from([("name".to_string(), pull_name)]);
-        images2
-            .events
-            .emit("image", "pull", &config_digest.to_string(), attrs);
+        // Docker's pull event names the reference as its id (not the image id).
+        let attrs = std::collections::HashMap::from([("name".to_string(), pull_name.clone())]);
+        images2.events.emit("image", "pull", &pull_name, attrs);
         let up = !downloaded
             && match &tag {
                 Some(_) => tag_before.as_ref() == Some(&config_digest),
