@@ -8,11 +8,16 @@
 //! used TCP and the UDP answer was truncated), SERVFAIL when none answers in time.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrIn,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -187,10 +192,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn bind_pair(addr: Ipv4Addr, port: u16) -> Result<(UdpSocket, TcpListener)> {
     let mut last = None;
     for _ in 0..20 {
-        match UdpSocket::bind((addr, port)).await {
+        match bind_udp(addr, port) {
             Ok(udp) => {
                 let p = udp.local_addr()?.port();
-                match TcpListener::bind((addr, p)).await {
+                match bind_tcp(addr, p) {
                     Ok(tcp) => return Ok((udp, tcp)),
                     Err(e) => last = Some(e),
                 }
@@ -203,6 +208,39 @@ async fn bind_pair(addr: Ipv4Addr, port: u16) -> Result<(UdpSocket, TcpListener)
     }
     let e = last.map(|e| e.to_string()).unwrap_or_default();
     Err(NetError::Dns(format!("listening on {addr}:{port}: {e}")))
+}
+
+/// A socket that may bind an address not (yet) on any interface (IP_FREEBIND): the server can
+/// start before the bridge has its gateway address, and survives the bridge being recreated.
+fn freebind_socket(ty: SockType) -> std::io::Result<std::os::fd::OwnedFd> {
+    let fd = socket(
+        AddressFamily::Inet,
+        ty,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::IpFreebind, &true)?;
+    Ok(fd)
+}
+
+fn bind_udp(addr: Ipv4Addr, port: u16) -> std::io::Result<UdpSocket> {
+    let fd = freebind_socket(SockType::Datagram)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(addr, port)),
+    )?;
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+}
+
+fn bind_tcp(addr: Ipv4Addr, port: u16) -> std::io::Result<TcpListener> {
+    let fd = freebind_socket(SockType::Stream)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(addr, port)),
+    )?;
+    listen(&fd, Backlog::new(1024)?)?;
+    TcpListener::from_std(std::net::TcpListener::from(fd))
 }
 
 async fn serve_udp(inner: Arc<Inner>, cfg: Arc<RwLock<Cfg>>, sock: Arc<UdpSocket>) {

@@ -334,3 +334,23 @@ async fn local_answer_latency() {
     eprintln!("{n} sequential local A queries: {:?} each", t.elapsed() / n);
     dns.unlisten(Ipv4Addr::LOCALHOST).await;
 }
+
+/// The server can listen on an address no interface has yet (the bridge may get its gateway
+/// address later); no traffic is sent there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listens_before_the_address_exists() {
+    let dns = DnsServer::new(vec![]);
+    let absent = Ipv4Addr::new(192, 0, 2, 200);
+    let port = dns.listen_port("x", absent, 0, false).await.unwrap();
+    assert_ne!(port, 0);
+    // A second listen on the same address is an in-place update, not a second bind.
+    assert_eq!(
+        dns.listen_port("y", absent, port, true).await.unwrap(),
+        port
+    );
+    dns.unlisten(absent).await;
+    // The port is free again afterwards.
+    let again = dns.listen_port("x", absent, port, false).await.unwrap();
+    assert_eq!(again, port);
+    dns.unlisten(absent).await;
+}
