@@ -138,7 +138,7 @@ async fn info(State(e): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
         "Images": n_images,
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
-        "Plugins": {"Volume": [], "Network": [], "Authorization": null, "Log": ["json-file"]},
+        "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": ["json-file"]},
         "MemoryLimit": true,
         "SwapLimit": true,
         "CpuCfsPeriod": true,
