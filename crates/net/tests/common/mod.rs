@@ -28,7 +28,10 @@ fn reserve_subnet() -> (Ipv4Net, File) {
     let start = u8::from_str_radix(&hex(2), 16).unwrap();
     for i in 0..=255u16 {
         let x = start.wrapping_add(i as u8);
-        let path = format!("/tmp/berth-net-test-10.234.{x}.lock");
+        // Kept (empty) after use: unlinking a lock file others may hold open would race.
+        let dir = "/tmp/berth-net-test-locks";
+        std::fs::create_dir_all(dir).expect("lock dir");
+        let path = format!("{dir}/10.234.{x}");
         let f = File::create(&path).expect("lock file");
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return (Ipv4Net::parse(&format!("10.234.{x}.0/24")).unwrap(), f);
