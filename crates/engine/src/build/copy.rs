@@ -516,9 +516,13 @@ fn extract(src: File, dir: &File) -> Result<()> {
 
 /// How build steps store their layers: the tar itself as the blob (blob digest = diff id;
 /// `save` and `push` use it as is, push compresses it once), no gzip on the build's path.
-pub const LAYER_OPTS: crate::layerdiff::LayerOptions = crate::layerdiff::LayerOptions {
-    blob: crate::layerdiff::BlobFormat::Tar,
-};
+#[allow(clippy::needless_update)]
+pub fn layer_opts() -> crate::layerdiff::LayerOptions {
+    crate::layerdiff::LayerOptions {
+        blob: crate::layerdiff::BlobFormat::Tar,
+        ..Default::default()
+    }
+}
 
 /// An overlay of `layers` (bottom first) + a fresh upper, mounted under `dir`.
 pub struct StepRoot {
@@ -600,7 +604,7 @@ pub fn write_step(
     let t_write = t0.elapsed();
     let parent = layers.last().map(|l| l.chain_id.clone());
     let layer =
-        crate::layerdiff::commit_upper_with(images, parent.as_ref(), &root.upper(), &LAYER_OPTS);
+        crate::layerdiff::commit_upper_with(images, parent.as_ref(), &root.upper(), &layer_opts());
     let t_commit = t0.elapsed();
     drop(root);
     tracing::debug!(

@@ -634,7 +634,7 @@ impl Builder {
                 &images,
                 chain.as_ref(),
                 &upper,
-                &super::copy::LAYER_OPTS,
+                &super::copy::layer_opts(),
             )
         })
         .await;
