@@ -451,3 +451,38 @@ fn run_on_two_networks_and_filter_ps_by_network() {
     );
     assert_eq!(f.trim(), other);
 }
+
+#[test]
+fn parallel_creates_get_one_name_and_distinct_subnets() {
+    let d = engine();
+    let same = name("same");
+    let ok = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| d.docker(&["network", "create", &same]).status.success()))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|ok| *ok)
+            .count()
+    });
+    assert_eq!(ok, 1);
+    let names: Vec<String> = (0..4).map(|i| name(&format!("par{i}"))).collect();
+    std::thread::scope(|s| {
+        for n in &names {
+            let d = &d;
+            s.spawn(move || dok(d, &["network", "create", n]));
+        }
+    });
+    let mut subnets: Vec<String> = names
+        .iter()
+        .map(|n| {
+            net_inspect(&d, n)["IPAM"]["Config"][0]["Subnet"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 4, "{subnets:?}");
+}

@@ -51,6 +51,12 @@ impl NetworkService {
         let id = berth_store::atomic::random_hex(32);
         // Hold `ops` so that two creates cannot pick the same subnet.
         let _ops = lock(&self.ops);
+        // Again under `ops`: two creates of one name race to here.
+        if lock(&self.state).nets.values().any(|n| n.name == name) {
+            return Err(EngineError::Conflict(format!(
+                "network with name {name} already exists"
+            )));
+        }
         let taken: Vec<Ipv4Net> = lock(&self.state)
             .nets
             .values()
