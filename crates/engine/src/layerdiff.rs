@@ -20,12 +20,13 @@
 //! them in its init layer), and directories of the upper that only hold them.
 
 mod emit;
+mod inplace;
 mod walk;
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -307,6 +308,30 @@ pub fn commit_upper_with(
     upper: &Path,
     opts: &LayerOptions,
 ) -> Result<Option<LayerRef>> {
+    commit(images, parent, upper, opts, false)
+}
+
+/// [`commit_upper_with`] for an upper dir that is thrown away afterwards (a build step's
+/// container or scratch root): it is moved into the layer store and becomes the layer (the files
+/// are read once for the tar and never copied). When a layer is returned, `upper` no longer
+/// exists; with no change (None) it is left as it was. Falls back to the copy when `upper` is on
+/// another file system than the layer store.
+pub fn commit_upper_consume(
+    images: &ImageService,
+    parent: Option<&Digest>,
+    upper: &Path,
+    opts: &LayerOptions,
+) -> Result<Option<LayerRef>> {
+    commit(images, parent, upper, opts, true)
+}
+
+fn commit(
+    images: &ImageService,
+    parent: Option<&Digest>,
+    upper: &Path,
+    opts: &LayerOptions,
+    consume: bool,
+) -> Result<Option<LayerRef>> {
     let t0 = Instant::now();
     let nodes = Walker::new(Mode::Upper, RUNTIME_PATHS).collect(upper, &[])?;
     if nodes.is_empty() {
@@ -319,11 +344,17 @@ pub fn commit_upper_with(
     }
     let nfiles = count_files(&nodes);
 
-    // The layer's files go straight into a temp dir of the layer store.
+    // The layer's files go straight into a temp dir of the layer store (or the upper dir is
+    // moved there and becomes the layer).
     let tmp_layer = images.layers.temp_dir()?;
     let mut layer_guard = Cleanup(Some(tmp_layer.clone()));
+    let moved = consume && fs::rename(upper, &tmp_layer).is_ok();
     let root = open_dir_path(&tmp_layer).map_err(|e| io_err(format!("open {tmp_layer:?}"), e))?;
-    let src = open_dir_path(upper).map_err(|e| io_err(format!("open {upper:?}"), e))?;
+    let src = if moved {
+        root.try_clone().map_err(|e| io_err("dup layer dir", e))?
+    } else {
+        open_dir_path(upper).map_err(|e| io_err(format!("open {upper:?}"), e))?
+    };
 
     // The blob: a temp file next to the blobs (removed by the content store's clean-up if we
     // crash), hashed before (diff id) and after compression (blob digest).
@@ -351,13 +382,26 @@ pub fn commit_upper_with(
         }
     };
     let mut tar_w = DigestWriter::new(sink);
-    let mirror = Mirror {
-        root: root.try_clone().map_err(|e| io_err("dup layer dir", e))?,
+    let mirror = if moved {
+        None
+    } else {
+        Some(Mirror {
+            root: root.try_clone().map_err(|e| io_err("dup layer dir", e))?,
+        })
     };
-    let mut em = Emitter::new(&mut tar_w, Some(mirror));
+    let dst = if moved { None } else { Some(&root) };
+    let mut em = Emitter::new(&mut tar_w, mirror);
     let walked = em
-        .dir(&src, Some(&root), b"", &nodes)
-        .and_then(|_| em.finish().map_err(|e| io_err("write layer tar", e)));
+        .dir(&src, dst, b"", &nodes)
+        .and_then(|_| em.finish().map_err(|e| io_err("write layer tar", e)))
+        .and_then(|_| {
+            if !moved {
+                return Ok(());
+            }
+            inplace::conform(&root, &nodes, 0)
+                .and_then(|_| fs::set_permissions(&tmp_layer, fs::Permissions::from_mode(0o755)))
+                .map_err(|e| io_err("make the upper dir a layer", e))
+        });
     let size = em.data_size;
     drop(em);
     let (sink, diff_id, _tar_len) = tar_w.finish();
