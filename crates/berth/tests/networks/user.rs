@@ -486,3 +486,43 @@ fn parallel_creates_get_one_name_and_distinct_subnets() {
     subnets.dedup();
     assert_eq!(subnets.len(), 4, "{subnets:?}");
 }
+
+#[test]
+fn parallel_starts_get_distinct_addresses() {
+    let d = engine();
+    let n = name("pst");
+    dok(&d, &["network", "create", &n]);
+    let names: Vec<String> = (0..5).map(|i| name(&format!("p{i}"))).collect();
+    std::thread::scope(|s| {
+        for c in &names {
+            let (d, n) = (&d, &n);
+            s.spawn(move || {
+                dok(
+                    d,
+                    &[
+                        "run",
+                        "-d",
+                        "--name",
+                        c,
+                        "--network",
+                        n,
+                        "busybox",
+                        "sleep",
+                        "300",
+                    ],
+                )
+            });
+        }
+    });
+    let mut ips: Vec<String> = names.iter().map(|c| ip_on(&d, c, &n)).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 5, "{ips:?}");
+    assert!(ips.iter().all(|i| !i.is_empty()));
+    assert_eq!(
+        net_inspect(&d, &n)["Containers"]
+            .as_object()
+            .map(|o| o.len()),
+        Some(5)
+    );
+}
