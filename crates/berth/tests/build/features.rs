@@ -265,3 +265,60 @@ fn from_an_image_missing_locally_is_pulled() {
     assert!(out.contains("Pulling from bb/base"), "{out}");
     assert_eq!(cache_hits(&out), 1, "{out}");
 }
+
+#[test]
+fn named_build_context_and_add_checksum() {
+    let d = TestDaemon::start();
+    d.import_busybox("busybox:latest");
+    let extra = context(&d, "extra", &[("lib/x.txt", "from extra\n")]);
+    let ctx = context(
+        &d,
+        "named",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nCOPY --from=extra lib/ /lib2/\nRUN --mount=type=bind,from=extra,target=/e cat /e/lib/x.txt > /seen\n",
+        )],
+    );
+    let bc = format!("extra={}", extra.display());
+    let out = d.berth(&[
+        "build",
+        "--build-context",
+        &bc,
+        "-t",
+        "named:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", d.describe(&out));
+    let got = run_out(&d, "named:1", &["cat", "/lib2/x.txt", "/seen"]);
+    assert_eq!(got, "from extra\nfrom extra\n");
+    // A change in the named context invalidates the COPY.
+    write(&extra, "lib/x.txt", "changed\n");
+    let out = d.berth(&[
+        "build",
+        "--build-context",
+        &bc,
+        "-t",
+        "named:2",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", d.describe(&out));
+    assert_eq!(run_out(&d, "named:2", &["cat", "/lib2/x.txt"]), "changed\n");
+
+    // ADD --checksum: a mismatch fails the build.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndata",
+            );
+        }
+    });
+    let bad = format!("sha256:{}", "0".repeat(64));
+    let df = format!("FROM busybox\nADD --checksum={bad} http://127.0.0.1:{port}/f /f\n");
+    let ctx2 = context(&d, "ck", &[("Dockerfile", df.as_str())]);
+    let err = build_err(&d, &[ctx2.to_str().unwrap()]);
+    assert!(err.contains("digest mismatch"), "{err}");
+}

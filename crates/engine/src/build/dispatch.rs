@@ -418,11 +418,15 @@ impl Builder {
                             }
                         }
                         Some(from) => {
-                            let layers = self.source_layers(st, from).await?;
-                            let lowers = layers
-                                .iter()
-                                .map(|l| self.svc.images.layers.dir(&l.chain_id))
-                                .collect();
+                            let lowers = match self.opts.build_contexts.get(from) {
+                                Some(dir) => vec![dir.clone()],
+                                None => self
+                                    .source_layers(st, from)
+                                    .await?
+                                    .iter()
+                                    .map(|l| self.svc.images.layers.dir(&l.chain_id))
+                                    .collect(),
+                            };
                             binds.push(BindSource {
                                 lowers,
                                 subpath: src,
@@ -505,6 +509,35 @@ impl Builder {
             extract_archives: is_add && c.unpack != Some(false),
             excludes: berth_build::ignore::Ignore::from_patterns(&excludes),
         };
+        // `--build-context name=dir` (berth build): a named directory, copied like the context.
+        let named = c
+            .from
+            .as_ref()
+            .and_then(|f| self.opts.build_contexts.get(f).cloned());
+        if let Some(dir) = named {
+            let mut items = Vec::new();
+            for s in &sources {
+                let (d2, s2) = (dir.clone(), s.clone());
+                let rels = blocking(move || sources::expand_source(&d2, &s2, keyword)).await?;
+                items.extend(rels.into_iter().map(|rel| Item::Path {
+                    root: dir.clone(),
+                    rel,
+                }));
+            }
+            let (it2, ex) = (items.clone(), opts.excludes.clone());
+            let hash = blocking(move || sources::hash_items(&it2, None, &ex)).await?;
+            let text = format!("{keyword} {hash} in {dest_word} ");
+            let plan = CopyPlan {
+                dest,
+                items,
+                from_layers: None,
+                sources,
+                chown,
+                opts,
+                keyword,
+            };
+            return Ok((plan, nop1(shell, text), extra));
+        }
         if let Some(from) = &c.from {
             let from_x = self.expand_meta(from)?;
             let (src_id, layers) = match self.stage_ref(&from_x, st.idx) {
@@ -559,6 +592,15 @@ impl Builder {
             if is_add && fetch::is_url(s) {
                 let url = s.clone();
                 let f = blocking(move || fetch::get(&url)).await?;
+                if let Some(want) = &c.checksum {
+                    let want = self.expand(st, want)?;
+                    let got = berth_store::Digest::of(&f.data).to_string();
+                    if want != got {
+                        return Err(bad(format!(
+                            "digest mismatch for {s}: expected {want}, got {got}"
+                        )));
+                    }
+                }
                 items.push(Item::Data {
                     name: f.name,
                     data: f.data,
