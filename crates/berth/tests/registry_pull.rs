@@ -191,6 +191,30 @@ fn manifest_list_picks_platform_and_pull_all_tags() {
     let mut tags: Vec<&str> = tags.lines().collect();
     tags.sort();
     assert_eq!(tags, ["amd", "arm", "latest"]);
+    // berth's CLI: --platform and -a.
+    d.docker_ok(&[
+        "rmi",
+        "-f",
+        &format!("{name}:latest"),
+        &format!("{name}:arm"),
+        &format!("{name}:amd"),
+    ]);
+    let out = d.berth_ok(&[
+        "pull",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        &format!("{name}:latest"),
+    ]);
+    assert_eq!(out.trim(), format!("{name}:latest"));
+    assert_eq!(inspect(&d, &name, "{{.Architecture}}"), "arm64");
+    let out = d.berth_ok(&["pull", "-a", &name]);
+    assert!(out.contains("arm: Pulling from multi/img"), "{out}");
+    assert!(out.trim_end().ends_with(&name), "{out}");
+    assert_eq!(
+        inspect(&d, &format!("{name}:amd"), "{{.Architecture}}"),
+        "amd64"
+    );
 }
 
 #[test]
