@@ -325,6 +325,17 @@ pub fn commit_upper_consume(
     commit(images, parent, upper, opts, true)
 }
 
+/// Whether an overlay mount still uses `upper` as its upper dir (moving it would let that mount
+/// keep writing into the new layer): then the layer is copied instead.
+fn mounted_as_upper(upper: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let want = format!("upperdir={}", upper.display());
+    info.lines()
+        .any(|l| l.split(',').chain(l.split(' ')).any(|opt| opt == want))
+}
+
 fn commit(
     images: &ImageService,
     parent: Option<&Digest>,
@@ -348,7 +359,7 @@ fn commit(
     // moved there and becomes the layer).
     let tmp_layer = images.layers.temp_dir()?;
     let mut layer_guard = Cleanup(Some(tmp_layer.clone()));
-    let moved = consume && fs::rename(upper, &tmp_layer).is_ok();
+    let moved = consume && !mounted_as_upper(upper) && fs::rename(upper, &tmp_layer).is_ok();
     let root = open_dir_path(&tmp_layer).map_err(|e| io_err(format!("open {tmp_layer:?}"), e))?;
     let src = if moved {
         root.try_clone().map_err(|e| io_err("dup layer dir", e))?

@@ -584,3 +584,29 @@ fn consumed_upper_becomes_the_same_layer() {
     );
     assert!(empty.join("proc").is_dir());
 }
+
+#[test]
+fn mounted_upper_is_copied_not_moved() {
+    let d = tempfile::tempdir().unwrap();
+    let (lower, upper, work, target) = (
+        d.path().join("lower"),
+        d.path().join("upper"),
+        d.path().join("work"),
+        d.path().join("target"),
+    );
+    for p in [&lower, &upper, &work, &target] {
+        fs::create_dir_all(p).unwrap();
+    }
+    berth_store::overlay::mount(&[lower], &upper, &work, &target).unwrap();
+    fs::write(target.join("f"), b"live").unwrap();
+    let svc = service(&d.path().join("s"));
+    let res = commit_upper_consume(&svc, None, &upper, &LayerOptions::default());
+    let still = upper.join("f").is_file();
+    berth_store::overlay::unmount(&target).unwrap();
+    let l = res.unwrap().unwrap();
+    assert!(still, "a mounted upper dir must not be moved");
+    assert_eq!(
+        fs::read(svc.layers.dir(&l.chain_id).join("f")).unwrap(),
+        b"live"
+    );
+}
