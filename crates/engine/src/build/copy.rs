@@ -603,8 +603,12 @@ pub fn write_step(
     root.unmount()?;
     let t_write = t0.elapsed();
     let parent = layers.last().map(|l| l.chain_id.clone());
-    let layer =
-        crate::layerdiff::commit_upper_with(images, parent.as_ref(), &root.upper(), &layer_opts());
+    let layer = crate::layerdiff::commit_upper_consume(
+        images,
+        parent.as_ref(),
+        &root.upper(),
+        &layer_opts(),
+    );
     let t_commit = t0.elapsed();
     drop(root);
     tracing::debug!(

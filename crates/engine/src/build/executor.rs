@@ -629,13 +629,15 @@ impl Builder {
         let upper = containers.dir(&cid).join("upper");
         let images = self.svc.images.clone();
         let chain = parent.chain_id().cloned();
+        // The container is removed next (rm, the default): its upper dir becomes the layer.
+        let consume = self.opts.rm || self.opts.forcerm;
         let layer = blocking(move || {
-            crate::layerdiff::commit_upper_with(
-                &images,
-                chain.as_ref(),
-                &upper,
-                &super::copy::layer_opts(),
-            )
+            let opts = super::copy::layer_opts();
+            if consume {
+                crate::layerdiff::commit_upper_consume(&images, chain.as_ref(), &upper, &opts)
+            } else {
+                crate::layerdiff::commit_upper_with(&images, chain.as_ref(), &upper, &opts)
+            }
         })
         .await;
         let layer = match layer {
