@@ -542,6 +542,23 @@ fn bearer_auth_and_redirects_never_carry_credentials_to_other_hosts() {
         layer_file(&d, "hostile.txt").as_deref(),
         Some(&b"redirected"[..])
     );
+    // A ready registry token (X-Registry-Auth's registrytoken) is sent as is: no token request.
+    let id = d.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &format!("{name}:1")]);
+    d.docker_ok(&["rmi", "-f", id.trim()]);
+    let tokens_before = srv
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/token"))
+        .count();
+    let (st, body) = pull_api(&d, &name, Some(&b64url(r#"{"registrytoken":"tok-123"}"#)));
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("Downloaded newer image"), "{body}");
+    let tokens_after = srv
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/token"))
+        .count();
+    assert_eq!(tokens_before, tokens_after);
 }
 
 #[test]

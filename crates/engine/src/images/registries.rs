@@ -54,9 +54,7 @@ fn credentials_of(mut c: AuthConfig) -> Credentials {
         return Credentials::IdentityToken(c.identitytoken);
     }
     if !c.registrytoken.is_empty() {
-        // A ready bearer token: sent as the password of a refresh-less login is not possible;
-        // treat it as an identity token (the realm trades it).
-        return Credentials::IdentityToken(c.registrytoken);
+        return Credentials::RegistryToken(c.registrytoken);
     }
     if c.username.is_empty() && c.password.is_empty() && !c.auth.is_empty() {
         if let Some(s) = base64::decode(&c.auth).and_then(|b| String::from_utf8(b).ok()) {
@@ -158,6 +156,10 @@ mod tests {
         assert_eq!(
             decode_registry_auth(Some(&enc(j))).unwrap(),
             Credentials::IdentityToken("tok".into())
+        );
+        assert_eq!(
+            decode_registry_auth(Some(&enc(r#"{"registrytoken":"rt"}"#))).unwrap(),
+            Credentials::RegistryToken("rt".into())
         );
         let j = format!(r#"{{"auth":"{}"}}"#, base64::encode(b"a:b"));
         assert_eq!(

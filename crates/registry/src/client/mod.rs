@@ -74,6 +74,9 @@ pub enum Credentials {
     },
     /// An OAuth2 refresh token (docker login's `identitytoken`), traded at the token realm.
     IdentityToken(String),
+    /// A ready bearer token for the registry (the `registrytoken` of an AuthConfig): sent as is,
+    /// the token realm is not asked.
+    RegistryToken(String),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -82,6 +85,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::Anonymous => write!(f, "Anonymous"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
             Credentials::IdentityToken(_) => write!(f, "IdentityToken(***)"),
+            Credentials::RegistryToken(_) => write!(f, "RegistryToken(***)"),
         }
     }
 }
@@ -606,6 +610,17 @@ impl RegistryClient {
 
     async fn fetch_token(&self, scope: Option<&Scope>) -> Result<()> {
         let ch = self.lock_challenge().clone();
+        if let (Some(auth::Challenge::Bearer { .. }), Credentials::RegistryToken(t)) =
+            (&ch, &self.inner.credentials)
+        {
+            let key = scope.map(Scope::as_token_scope).unwrap_or_default();
+            self.inner
+                .tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, t.clone());
+            return Ok(());
+        }
         let Some(auth::Challenge::Bearer { realm, service, .. }) = ch else {
             if matches!(self.inner.credentials, Credentials::Basic { .. }) {
                 return Ok(());
