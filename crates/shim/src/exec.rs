@@ -1,14 +1,15 @@
 //! The exec helper: `berth shim exec <options-file>`, one short-lived single-threaded process per
-//! `docker exec`. It enters a running container with libcontainer's tenant builder (the container's
-//! namespaces and cgroup; the process, capabilities and no_new_privs come from the options), waits
-//! for the process and exits with its exit code (128 + signal when killed).
+//! `docker exec`. It enters a running container itself ([`crate::enter`]: setns, cgroups, caps,
+//! seccomp, exec) when the engine gave the init's pid, else with libcontainer's tenant builder (the
+//! container's namespaces and cgroup; the process, capabilities and no_new_privs come from the
+//! options), waits for the process and exits with its exit code (128 + signal when killed).
 //!
 //! The engine gives it a ready pipe on fd 3 ([`ExecReady`] as one JSON line) and the exec's stdio on
 //! fds 0-2. Without a terminal the process gets fds 0-2 themselves. With a terminal libcontainer
 //! sends the pty master over a console socket; the helper pumps fd 0 → master and master → fd 1, and
 //! reports the master's fd number so the engine can resize it (pidfd_getfd).
 //!
-//! libcontainer 0.7's tenant builder keeps only namespaces and cgroups of the container's `linux`
+//! On the libcontainer path: libcontainer 0.7's tenant builder keeps only namespaces and cgroups of the container's `linux`
 //! section, so seccomp would be lost: the container's filter is loaded by our executor right before
 //! the process execs (with no_new_privs, since its capabilities are dropped by then).
 
@@ -42,6 +43,10 @@ pub struct ExecOptions {
     /// loaded instead of compiling `seccomp` here.
     #[serde(default)]
     pub seccomp_bpf: Option<crate::seccomp_bpf::CompiledSeccomp>,
+    /// The host pid of the container's init: with it the helper enters the container itself
+    /// ([`crate::enter`]); without it (or when that path does not apply) through libcontainer.
+    #[serde(default)]
+    pub init_pid: Option<i32>,
 }
 
 /// The helper's report on fd 3.
@@ -150,6 +155,24 @@ pub fn run(opts_path: &Path) -> ! {
     // SAFETY: prctl on ourselves.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
+    match crate::enter::start(&opts) {
+        Ok(crate::enter::Entered::Started { pid, master }) => {
+            finish(ready, nix::unistd::Pid::from_raw(pid), master)
+        }
+        Ok(crate::enter::Entered::Failed { code, message }) => {
+            report(
+                &mut ready,
+                &ExecReady {
+                    error: Some(message),
+                    ..ExecReady::default()
+                },
+            );
+            std::process::exit(code)
+        }
+        // Not for this path: libcontainer's tenant builder below.
+        Err(_) => {}
+    }
+
     let terminal = opts.process.terminal().unwrap_or(false);
     let process_path = opts_path.with_extension("process.json");
     if let Err(e) = serde_json::to_vec(&opts.process)
@@ -222,6 +245,11 @@ pub fn run(opts_path: &Path) -> ! {
         }
         None => None,
     };
+    finish(ready, pid, master)
+}
+
+/// Report the pid (and the pty master's fd), pump the terminal, wait and exit with the code.
+fn finish(mut ready: Option<File>, pid: nix::unistd::Pid, master: Option<OwnedFd>) -> ! {
     report(
         &mut ready,
         &ExecReady {

@@ -14,6 +14,7 @@
 //! - [`logs`]: Docker's json-file log format: writer with rotation, reader, follower.
 
 pub mod client;
+pub mod enter;
 pub mod exec;
 pub mod logs;
 pub mod monitor;

@@ -189,7 +189,8 @@ impl ContainerService {
         if let Some(e) = not_running(&rec.id, rec.state.status) {
             return Err(e);
         }
-        let opts = self.exec_options(&rec.id, &info.config).await?;
+        let mut opts = self.exec_options(&rec.id, &info.config).await?;
+        opts.init_pid = i32::try_from(rec.state.pid).ok().filter(|p| *p > 0);
         let opts_path = self.shim_dir(&rec.id).join(format!("exec-{id}.json"));
         let data = serde_json::to_vec(&opts).map_err(|e| EngineError::Internal(e.to_string()))?;
         // Read once by the helper and removed right after: no durability needed (no fsync).
@@ -388,6 +389,7 @@ impl ContainerService {
                 process,
                 seccomp,
                 seccomp_bpf,
+                init_pid: None,
             })
         })
         .await
