@@ -113,10 +113,14 @@ impl ContainerService {
         let rootfs = self.rootfs(id);
         let shim_dir = self.shim_dir(id);
         let cg = self.cgroups_path(id);
+        // libcontainer's state of a container whose shim died with it: a later start would
+        // fail with "container already exists".
+        let state_dir = self.cfg.runtime_root().join(id);
         let _ = tokio::task::spawn_blocking(move || {
             let _ = berth_store::overlay::unmount(&rootfs);
             let _ = berth_runtime::cgroups::remove(&cg);
             let _ = std::fs::remove_dir_all(&shim_dir);
+            let _ = std::fs::remove_dir_all(&state_dir);
         })
         .await;
         self.release_network(id).await;
