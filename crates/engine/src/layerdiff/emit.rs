@@ -243,11 +243,17 @@ impl<'w> Emitter<'w> {
                 Ok(())
             }
             Kind::Dir { opaque } => {
-                let sd = sys_openat(
+                let sd = match sys_openat(
                     src.as_raw_fd(),
                     name,
                     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                )?;
+                ) {
+                    Ok(sd) => sd,
+                    // Removed since the walk (a container committed without a pause): left
+                    // out of the tar and of the layer alike.
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
                 let st = lstat_at(sd.as_raw_fd(), c"")?;
                 if (st.st_dev, st.st_ino) != (n.st.st_dev, n.st.st_ino) {
                     return Err(io::Error::other("directory replaced during the diff"));
@@ -311,7 +317,11 @@ impl<'w> Emitter<'w> {
                 Ok(())
             }
             Kind::Symlink => {
-                let target = readlink_at(src.as_raw_fd(), name)?;
+                let target = match readlink_at(src.as_raw_fd(), name) {
+                    Ok(t) => t,
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
                 self.header(&Entry {
                     name: path,
                     kind: tar::EntryType::Symlink,
@@ -394,9 +404,15 @@ impl<'w> Emitter<'w> {
                 }
                 return Ok(());
             }
-            self.links.insert(key, path.to_vec());
         }
-        let fd = sys_openat(src.as_raw_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW)?;
+        let fd = match sys_openat(src.as_raw_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if n.st.st_nlink > 1 {
+            self.links.insert((n.st.st_dev, n.st.st_ino), path.to_vec());
+        }
         let st = lstat_at(fd.as_raw_fd(), c"")?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(io::Error::other("file replaced during the diff"));
@@ -454,6 +470,15 @@ impl<'w> Emitter<'w> {
         }
         self.pad(size)
     }
+}
+
+/// An entry that disappeared between the walk and the tar (ENOENT), or was replaced by a
+/// symlink or a non-directory (ELOOP, ENOTDIR, EINVAL for readlink of a non-link).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR | libc::EINVAL)
+    )
 }
 
 fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
