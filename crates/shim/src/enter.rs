@@ -520,7 +520,7 @@ fn child(p: &Process, prep: &Prepared, sock: Option<RawFd>) -> (i32, String) {
                     return (
                         126,
                         format!(
-                            "chdir to cwd (\"{}\") set in config.json failed: {}",
+                            "unable to start container process: chdir to cwd (\"{}\") set in config.json failed: {}",
                             p.cwd().display(),
                             errno_text(&e)
                         ),
@@ -572,7 +572,7 @@ fn child(p: &Process, prep: &Prepared, sock: Option<RawFd>) -> (i32, String) {
                     return (
                         126,
                         format!(
-                            "chdir to cwd (\"{}\") set in config.json failed: {}",
+                            "unable to start container process: chdir to cwd (\"{}\") set in config.json failed: {}",
                             p.cwd().display(),
                             errno_text(&e)
                         ),
@@ -847,6 +847,45 @@ mod tests {
         assert_eq!(m[3].dir_of("/subx"), None);
         assert_eq!(m[3].dir_of("/other"), None);
         assert_eq!(m[0].dir_of("/p/../../etc"), None);
+    }
+
+    /// clone3(CLONE_INTO_CGROUP) puts the child straight into a cgroup v2 directory (the path a
+    /// cgroup v2 container's exec takes; this host's containers are v1 only).
+    #[test]
+    fn fork_into_a_v2_cgroup() {
+        let Some(m) = std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .map(|mi| cgroup_mounts(&mi))
+            .and_then(|ms| ms.into_iter().find(|m| m.v2 && m.root == "/"))
+        else {
+            eprintln!("no cgroup2 mount: skipped");
+            return;
+        };
+        let name = format!("berth-enter-test-{}", std::process::id());
+        let dir = format!("{}/{name}", m.point.trim_end_matches('/'));
+        std::fs::create_dir(&dir).unwrap();
+        let fd = open(&dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).unwrap();
+        let pid = fork_into(Some(&fd));
+        if pid == 0 {
+            // SAFETY: the child only reads a file into a stack buffer and exits.
+            unsafe {
+                let mut buf = [0u8; 4096];
+                let f = libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY);
+                let n = libc::read(f, buf.as_mut_ptr().cast(), buf.len());
+                let want = format!("0::/{name}\n");
+                let ok = n > 0
+                    && buf[..n as usize]
+                        .windows(want.len())
+                        .any(|w| w == want.as_bytes());
+                libc::_exit(if ok { 0 } else { 1 })
+            }
+        }
+        assert!(pid > 0, "clone3: {}", last_err());
+        let mut st = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        let _ = std::fs::remove_dir(&dir);
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{st:#x}");
     }
 
     #[test]
