@@ -64,28 +64,41 @@ pub(super) fn append_layer(
         b.append(&file_header(&path, size)?, f)?;
         return Ok(size);
     }
-    let blob = l
-        .blob
-        .as_ref()
-        .filter(|d| images.content.exists(d))
-        .ok_or_else(|| internal(format!("layer {} has no stored blob", l.diff_id)))?;
-    // Decompress to a temp file first: the tar header needs the size.
+    let blob = l.blob.as_ref().filter(|d| images.content.exists(d));
+    // Decompress (or, with no stored blob, re-create the tar from the layer directory) to a temp
+    // file first: the tar header needs the size.
     std::fs::create_dir_all(&images.tmp_dir)?;
     let tmp = TempFile(images.tmp_dir.join(format!(
         "{}save-{}",
         berth_store::atomic::TEMP_PREFIX,
         berth_store::atomic::random_hex(8)
     )));
-    let mut w = DigestWriter::new(File::create(&tmp.0)?);
-    let mut rd = compress::decompressed(BufReader::new(images.content.open_blob(blob)?))?;
-    std::io::copy(&mut rd, &mut w)?;
-    let (f, digest, size) = w.finish();
-    f.sync_all()?;
-    drop(f);
+    let (digest, size) = match blob {
+        Some(blob) => {
+            let mut w = DigestWriter::new(File::create(&tmp.0)?);
+            let mut rd = compress::decompressed(BufReader::new(images.content.open_blob(blob)?))?;
+            std::io::copy(&mut rd, &mut w)?;
+            let (f, digest, size) = w.finish();
+            drop(f);
+            (digest, size)
+        }
+        None => {
+            let dir = images.layers.dir(&l.chain_id);
+            if !dir.is_dir() {
+                return Err(internal(format!("layer {} has no stored blob", l.diff_id)));
+            }
+            let mut f = std::io::BufWriter::new(File::create(&tmp.0)?);
+            let r = crate::layerdiff::write_diff(&dir, &mut f)?;
+            f.flush()?;
+            r
+        }
+    };
     if digest != l.diff_id {
         return Err(internal(format!(
             "layer {} does not match its diff id {}",
-            blob, l.diff_id
+            blob.map(|b| b.to_string())
+                .unwrap_or_else(|| l.chain_id.to_string()),
+            l.diff_id
         )));
     }
     b.append(&file_header(&path, size)?, File::open(&tmp.0)?)?;
