@@ -59,8 +59,7 @@ pub async fn pull_image(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let images = e.images.clone();
     let opts = options_of(&e.cfg.daemon);
-    // The pull runs to its end even if the client leaves (its result stays usable), as dockerd's
-    // pulls shared between clients do.
+    // As dockerd's, the pull is cancelled when its client goes away (nothing of it is kept).
     let mut task = tokio::spawn(pull::pull(images, opts, req, tx));
     let first = tokio::select! {
         v = rx.recv() => v,
@@ -81,11 +80,26 @@ pub async fn pull_image(
     };
     let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     tokio::spawn(async move {
-        let mut client_gone = out_tx.send(Ok(line(&first))).await.is_err();
-        while let Some(v) = rx.recv().await {
-            if !client_gone && out_tx.send(Ok(line(&v))).await.is_err() {
-                client_gone = true;
+        let client_gone = out_tx.send(Ok(line(&first))).await.is_err();
+        loop {
+            let v = tokio::select! {
+                _ = out_tx.closed() => None,
+                v = rx.recv() => Some(v),
+            };
+            match v {
+                Some(Some(v)) if !client_gone => {
+                    if out_tx.send(Ok(line(&v))).await.is_err() {
+                        break;
+                    }
+                }
+                // The client left (closed, or its first line failed), or the pull ended.
+                _ => break,
             }
+        }
+        if out_tx.is_closed() {
+            task.abort();
+            tracing::info!("pull cancelled: the client went away");
+            return;
         }
         let res = match task.await {
             Ok(r) => r,

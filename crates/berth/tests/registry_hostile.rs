@@ -707,3 +707,62 @@ fn a_bad_last_layer_or_diff_id_publishes_no_layer_at_all() {
         assert_refused(&d, &srv, want);
     }
 }
+
+/// The client goes away mid-pull: the pull is cancelled (as dockerd's) and leaves nothing.
+#[test]
+fn a_client_leaving_mid_pull_cancels_it_and_nothing_stays() {
+    let d = TestDaemon::start();
+    let data: Vec<u8> = (0..(6u32 << 20))
+        .map(|j| (j.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    let mut img = image("cancel");
+    img.layer = layer_tar(&[("big", &data)]);
+    img.layer_digest = sha256_digest(&img.layer);
+    img.config = image_config(
+        "amd64",
+        std::slice::from_ref(&img.layer_digest),
+        &["/bin/sh"],
+    );
+    img.config_digest = sha256_digest(&img.config);
+    img.manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": img.config_digest, "size": img.config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": img.layer_digest, "size": img.layer.len()}],
+    }))
+    .unwrap();
+    let srv = registry_for(img, |req, img| {
+        req.path.ends_with(&img.layer_digest).then(|| {
+            let mut r = resp(200, "application/octet-stream", img.layer.clone());
+            r.stall_after = Some(img.layer.len() / 2);
+            r
+        })
+    });
+    let before = store(&d);
+    let name = format!("{}/h/img", srv.addr);
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.write_all(
+        format!("POST /images/create?fromImage={name}&tag=1 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while srv.bytes_sent.load(Ordering::SeqCst) < (3 << 20) {
+        assert!(Instant::now() < deadline, "the pull never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Read the first progress lines, then hang up.
+    let mut buf = [0u8; 512];
+    let _ = s.read(&mut buf);
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store(&d) != before {
+        assert!(
+            Instant::now() < deadline,
+            "a cancelled pull left {:?}",
+            store(&d).difference(&before).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = d.docker_err(&["image", "inspect", &format!("{name}:1")]);
+    assert!(err.to_lowercase().contains("no such image"), "{err}");
+}

@@ -524,6 +524,11 @@ async fn fetch_layers(
         spools.push(Arc::new(s));
         files.push(f);
     }
+    // If this future is dropped (the client went away), the unpackers must not wait forever.
+    let mut cancel = CancelOnDrop {
+        spools: spools.clone(),
+        armed: true,
+    };
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DOWNLOADS));
     let mut set = tokio::task::JoinSet::new();
     for (n, ((job, spool), file)) in jobs.iter().zip(&spools).zip(files).enumerate() {
@@ -616,7 +621,25 @@ async fn fetch_layers(
         }
         return Err(e);
     }
+    cancel.armed = false;
     Ok(jobs.iter().map(|j| j.blob.clone()).zip(spools).collect())
+}
+
+/// Fails and removes every spool of a pull that did not finish (its future was dropped).
+struct CancelOnDrop {
+    spools: Vec<Arc<Spool>>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            for s in &self.spools {
+                s.finish(Err("pull cancelled".into()));
+                s.discard();
+            }
+        }
+    }
 }
 
 async fn download(
