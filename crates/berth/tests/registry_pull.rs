@@ -100,6 +100,14 @@ fn docker_pull_runs_and_records_repo_digest() {
         inspect(&d, &by_digest, "{{.Id}}"),
         inspect(&d, &name, "{{.Id}}")
     );
+    // rmi of the only tag takes the repository's digest and then the image with it (Docker).
+    let id = inspect(&d, &name, "{{.Id}}");
+    let out = d.docker_ok(&["rmi", &name]);
+    assert!(out.contains(&format!("Untagged: {name}")), "{out}");
+    assert!(out.contains(&format!("Untagged: {by_digest}")), "{out}");
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    let left = d.docker_ok(&["images", "-aq", "--no-trunc"]);
+    assert!(!left.contains(&id), "{left}");
 }
 
 #[test]

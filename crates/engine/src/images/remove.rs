@@ -129,8 +129,20 @@ impl ImageService {
                 }
             }
             items.push(self.untag(&id, &tag)?);
-            if refs > 1 {
+            // The untag may also have dropped the repository's digests (its last tag went).
+            let after = self.get_raw(&id)?;
+            let left = after
+                .as_ref()
+                .map(|r| r.repo_tags.len() + r.repo_digests.len())
+                .unwrap_or(0);
+            if left > 0 {
                 return Ok(items);
+            }
+            for d in rec.repo_digests.iter().filter(|d| **d != tag) {
+                items.push(ImageDeleteResponseItem {
+                    untagged: Some(d.clone()),
+                    deleted: None,
+                });
             }
             quiet = true;
         } else {
