@@ -199,8 +199,10 @@ pub async fn pull_reference(
     sink: Sink,
 ) -> Result<()> {
     let (name, tag) = split_reference(reference);
+    // As docker's CLI: the normalized name (docker.io/library/busybox).
+    let full = normalized_name(&name);
     let q = Query::new()
-        .add("fromImage", name.as_str())
+        .add("fromImage", full.as_str())
         .add_if(!all_tags, "tag", tag.as_str())
         .add_opt("platform", platform.filter(|p| !p.is_empty()))
         .render();
