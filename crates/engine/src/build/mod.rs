@@ -138,13 +138,15 @@ impl BuildService {
         }
     }
 
-    /// `POST /build/prune`: forget every cache record; returns (ids of the records, bytes of
-    /// the cache mounts removed). Images stay (`image prune` removes dangling ones).
+    /// `POST /build/prune`: forget every cache record; with `all`, also the RUN cache mounts
+    /// and the contexts' stat caches. Returns (ids of the records, bytes removed). Images stay
+    /// (`image prune` removes dangling ones).
     pub fn prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
         let (ids, _) = cache::prune(&self.db)?;
         let mut space = 0;
         if all {
             space = remove_tree_size(&self.cache_mounts_dir());
+            space += remove_tree_size(&self.cfg.data_root.join("build-statcache"));
         }
         Ok((ids, space))
     }
