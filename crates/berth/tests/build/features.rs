@@ -322,3 +322,27 @@ fn named_build_context_and_add_checksum() {
     let err = build_err(&d, &[ctx2.to_str().unwrap()]);
     assert!(err.contains("digest mismatch"), "{err}");
 }
+
+#[test]
+fn independent_stages_build_in_parallel() {
+    let d = TestDaemon::start();
+    d.import_busybox("busybox:latest");
+    // A rendezvous through a shared cache mount: each stage's RUN announces itself, then waits
+    // (polling, 60 s deadline) for the other one. Built one after the other, the first waits in
+    // vain and fails.
+    let id = format!("rv-{}", common::random_hex(8));
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id={id},target=/c touch /c/{me} && i=0; while [ ! -e /c/{other} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done; echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "FROM busybox AS a\n{}FROM busybox AS b\n{}FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let ctx = context(&d, "par", &[("Dockerfile", df.as_str())]);
+    let out = build_ok(&d, &["-t", "par:1", ctx.to_str().unwrap()]);
+    assert!(out.contains("Step 3/7 : FROM busybox AS b"), "{out}");
+    assert_eq!(run_out(&d, "par:1", &["cat", "/a", "/b"]), "a\nb\n");
+}

@@ -50,11 +50,7 @@ impl Builder {
         berth_build::shell::expand_words(word, self.escape, &l).map_err(|e| bad(e.to_string()))
     }
 
-    pub(super) async fn plan(
-        &mut self,
-        st: &mut StageState,
-        ins: &Instruction,
-    ) -> Result<StepPlan> {
+    pub(super) async fn plan(&self, st: &mut StageState, ins: &Instruction) -> Result<StepPlan> {
         let mut config = st.config.clone();
         let mut cmd_set = st.cmd_set;
         let mut key_extra = Vec::new();
@@ -119,7 +115,7 @@ impl Builder {
                                 .and_then(|(_, v)| v.clone())
                         }),
                     };
-                    self.consumed.insert(d.name.clone());
+                    self.consume_arg(&d.name);
                     st.args.retain(|(n, _)| n != &d.name);
                     st.args.push((d.name.clone(), value));
                 }
@@ -285,7 +281,7 @@ impl Builder {
     }
 
     async fn plan_run(
-        &mut self,
+        &self,
         st: &StageState,
         ins: &Instruction,
         r: &berth_build::ast::Run,
@@ -457,17 +453,13 @@ impl Builder {
     ) -> Result<Vec<crate::images::LayerRef>> {
         let from = self.expand_meta(from)?;
         if let Some(j) = self.stage_ref(&from, st.idx) {
-            return Ok(self
-                .results
-                .get(&j)
-                .map(|p| p.layers.clone())
-                .unwrap_or_default());
+            return Ok(self.result(j).map(|p| p.layers).unwrap_or_default());
         }
         Ok(self.image_parent(&from).await?.layers)
     }
 
     async fn plan_copy(
-        &mut self,
+        &self,
         st: &StageState,
         ins: &Instruction,
         c: &Copy,
@@ -542,10 +534,9 @@ impl Builder {
             let from_x = self.expand_meta(from)?;
             let (src_id, layers) = match self.stage_ref(&from_x, st.idx) {
                 Some(j) => {
-                    let p =
-                        self.results.get(&j).cloned().ok_or_else(|| {
-                            EngineError::Internal(format!("stage {j} was not built"))
-                        })?;
+                    let p = self
+                        .result(j)
+                        .ok_or_else(|| EngineError::Internal(format!("stage {j} was not built")))?;
                     (p.id_string(), p.layers)
                 }
                 None => {
@@ -645,7 +636,7 @@ impl Builder {
     /// Run a COPY/ADD plan: mount the parent (and the --from source), write, commit. Returns
     /// the layer and, for --from, the created_by with the content hash.
     pub(super) async fn execute_copy(
-        &mut self,
+        &self,
         st: &StageState,
         cp: CopyPlan,
     ) -> Result<(Option<crate::images::LayerRef>, Option<Vec<String>>)> {

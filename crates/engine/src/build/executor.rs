@@ -31,6 +31,10 @@ pub const PROXY_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -47,6 +51,8 @@ pub(super) struct StageState {
     /// ARGs declared in the stage: (name, value); later ones win.
     pub args: Vec<(String, Option<String>)>,
     pub cmd_set: bool,
+    /// The step being run (for logs).
+    pub step: usize,
 }
 
 /// What a step does besides changing the config.
@@ -96,14 +102,15 @@ pub(super) struct Builder {
     pub ctx: Arc<Context>,
     pub out: Output,
     pub escape: char,
-    pub step: usize,
     pub total: usize,
+    /// Step number before each stage's FROM (stages may build concurrently).
+    pub offsets: HashMap<usize, usize>,
     pub work: PathBuf,
-    pub seq: usize,
-    pub results: HashMap<usize, Parent>,
+    pub seq: std::sync::atomic::AtomicUsize,
+    pub results: std::sync::Mutex<HashMap<usize, Parent>>,
     pub names: Vec<Option<String>>,
     pub meta: Vec<(String, Option<String>)>,
-    pub consumed: BTreeSet<String>,
+    pub consumed: std::sync::Mutex<BTreeSet<String>>,
 }
 
 fn bad(msg: impl Into<String>) -> EngineError {
@@ -149,18 +156,18 @@ impl Builder {
             ctx,
             out,
             escape: df.directives.escape,
-            step: 0,
             total: 0,
+            offsets: HashMap::new(),
             work: work.clone(),
-            seq: 0,
-            results: HashMap::new(),
+            seq: std::sync::atomic::AtomicUsize::new(0),
+            results: std::sync::Mutex::new(HashMap::new()),
             names: df
                 .stages
                 .iter()
                 .map(|s| s.name().map(str::to_string))
                 .collect(),
             meta: Vec::new(),
-            consumed: BTreeSet::new(),
+            consumed: std::sync::Mutex::new(BTreeSet::new()),
         };
         let res = b.build_all(&df).await;
         // Unmount now; remove the step dirs (whole copies of what the steps wrote) after the
@@ -181,9 +188,18 @@ impl Builder {
     }
 
     /// A fresh work dir for one step.
-    pub fn step_dir(&mut self) -> PathBuf {
-        self.seq += 1;
-        self.work.join(format!("s{}", self.seq))
+    pub fn step_dir(&self) -> PathBuf {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.work.join(format!("s{n}"))
+    }
+
+    /// The result of an already built stage.
+    pub fn result(&self, idx: usize) -> Option<Parent> {
+        lock(&self.results).get(&idx).cloned()
+    }
+
+    pub fn consume_arg(&self, name: &str) {
+        lock(&self.consumed).insert(name.to_string());
     }
 
     /// Lookup over global ARGs.
@@ -225,7 +241,7 @@ impl Builder {
                             None => None,
                         },
                     };
-                    self.consumed.insert(d.name.clone());
+                    self.consume_arg(&d.name);
                     self.meta.push((d.name.clone(), v));
                 }
             }
@@ -250,13 +266,35 @@ impl Builder {
             .map(|&i| 1 + df.stages[i].instructions.len())
             .sum::<usize>()
             + usize::from(!self.opts.labels.is_empty());
+        let mut step = 0;
         for &i in &needed {
-            self.build_stage(df, i, i == target).await?;
+            self.offsets.insert(i, step);
+            step += 1 + df.stages[i].instructions.len();
+        }
+        // Stages whose dependencies are built run together (their output interleaves).
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        while done.len() < needed.len() {
+            let mut wave = Vec::new();
+            for &i in &needed {
+                if !done.contains(&i) && self.stage_deps(df, i)?.iter().all(|j| done.contains(j)) {
+                    wave.push(i);
+                }
+            }
+            if wave.is_empty() {
+                return Err(EngineError::Internal("stage dependencies form a cycle".into()).into());
+            }
+            let this = &*self;
+            let results = futures_util::future::join_all(
+                wave.iter().map(|&i| this.build_stage(df, i, i == target)),
+            )
+            .await;
+            for r in results {
+                r?;
+            }
+            done.extend(wave);
         }
         let fin = self
-            .results
-            .get(&target)
-            .cloned()
+            .result(target)
             .ok_or_else(|| bad("No image was generated. Is your Dockerfile empty?"))?;
         let Some(id) = fin.id else {
             return Err(bad("No image was generated. Is your Dockerfile empty?").into());
@@ -265,7 +303,7 @@ impl Builder {
             .opts
             .buildargs
             .keys()
-            .filter(|k| !self.consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| !lock(&self.consumed).contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
             .collect();
         if !unused.is_empty() {
             let list: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
@@ -308,37 +346,48 @@ impl Builder {
             if !need.insert(i) {
                 continue;
             }
-            let st = &df.stages[i];
-            let from = self.expand_meta(&st.from.image)?;
-            if let Some(j) = self
-                .stage_ref(&from, i)
-                .filter(|_| from.parse::<usize>().is_err())
-            {
-                todo.push(j);
-            }
-            for ins in &st.instructions {
-                for r in stage_refs(ins) {
-                    let r = self.expand_meta(&r).unwrap_or(r);
-                    if let Some(j) = self.stage_ref(&r, i) {
-                        todo.push(j);
-                    }
-                }
-            }
+            todo.extend(self.stage_deps(df, i)?);
         }
         Ok(need.into_iter().collect())
     }
 
+    /// The earlier stages stage `i` reads from (FROM, COPY --from, RUN --mount from=; a named
+    /// build context shadows a stage of the same name).
+    fn stage_deps(&self, df: &Dockerfile, i: usize) -> Result<Vec<usize>> {
+        let mut deps = Vec::new();
+        let st = &df.stages[i];
+        let from = self.expand_meta(&st.from.image)?;
+        if let Some(j) = self
+            .stage_ref(&from, i)
+            .filter(|_| from.parse::<usize>().is_err())
+        {
+            deps.push(j);
+        }
+        for ins in &st.instructions {
+            for r in stage_refs(ins) {
+                let r = self.expand_meta(&r).unwrap_or(r);
+                if self.opts.build_contexts.contains_key(&r) {
+                    continue;
+                }
+                if let Some(j) = self.stage_ref(&r, i) {
+                    deps.push(j);
+                }
+            }
+        }
+        Ok(deps)
+    }
+
     async fn build_stage(
-        &mut self,
+        &self,
         df: &Dockerfile,
         idx: usize,
         is_target: bool,
     ) -> std::result::Result<(), Failure> {
         let st = &df.stages[idx];
-        self.step += 1;
+        let mut step = self.offsets.get(&idx).copied().unwrap_or(0) + 1;
         self.out.stream(format!(
             "Step {}/{} : {}\n",
-            self.step, self.total, st.from.original
+            step, self.total, st.from.original
         ));
         let image = self.expand_meta(&st.from.image)?;
         let parent = match self
@@ -346,9 +395,7 @@ impl Builder {
             .filter(|_| image.parse::<usize>().is_err())
         {
             Some(j) => self
-                .results
-                .get(&j)
-                .cloned()
+                .result(j)
                 .ok_or_else(|| EngineError::Internal(format!("stage {j} was not built")))?,
             None if image.eq_ignore_ascii_case("scratch") => Parent {
                 id: None,
@@ -372,6 +419,7 @@ impl Builder {
             config,
             args: Vec::new(),
             cmd_set: false,
+            step,
         };
         if !triggers.is_empty() {
             self.out.stream(format!(
@@ -386,11 +434,10 @@ impl Builder {
             }
         }
         for ins in &st.instructions {
-            self.step += 1;
-            self.out.stream(format!(
-                "Step {}/{} : {}\n",
-                self.step, self.total, ins.original
-            ));
+            step += 1;
+            state.step = step;
+            self.out
+                .stream(format!("Step {}/{} : {}\n", step, self.total, ins.original));
             self.step_instruction(&mut state, ins).await?;
         }
         if is_target && !self.opts.labels.is_empty() {
@@ -400,12 +447,13 @@ impl Builder {
             }
             let ins = berth_build::parse_instruction(&line, self.escape)
                 .map_err(|e| bad(e.to_string()))?;
-            self.step += 1;
+            step += 1;
+            state.step = step;
             self.out
-                .stream(format!("Step {}/{} : {}\n", self.step, self.total, line));
+                .stream(format!("Step {}/{} : {}\n", step, self.total, line));
             self.step_instruction(&mut state, &ins).await?;
         }
-        self.results.insert(idx, state.parent);
+        lock(&self.results).insert(idx, state.parent);
         Ok(())
     }
 
@@ -455,7 +503,7 @@ impl Builder {
     }
 
     async fn step_instruction(
-        &mut self,
+        &self,
         state: &mut StageState,
         ins: &Instruction,
     ) -> std::result::Result<(), Failure> {
@@ -472,7 +520,7 @@ impl Builder {
     }
 
     async fn execute(
-        &mut self,
+        &self,
         state: &mut StageState,
         plan: StepPlan,
     ) -> std::result::Result<(), Failure> {
@@ -559,7 +607,7 @@ impl Builder {
         })
         .await?;
         tracing::debug!(
-            step = self.step,
+            step = state.step,
             action_ms = t_action.as_secs_f64() * 1e3,
             commit_ms = (t0.elapsed() - t_action).as_secs_f64() * 1e3,
             "build step executed"
@@ -583,7 +631,7 @@ impl Builder {
     /// RUN: mount the bind sources, run the container, commit its upper dir. Returns the layer
     /// and the container to remove (None when it was already removed).
     async fn execute_run(
-        &mut self,
+        &self,
         parent: &Parent,
         mut spec: RunSpec,
         binds: Vec<BindSource>,
