@@ -333,6 +333,29 @@ fn dockerignore_and_forbidden_sources() {
         err.contains("file not found in build context or excluded by .dockerignore"),
         "{err}"
     );
+    // A symlink in the context that points out of it is copied as a link, never followed.
+    let ctx5 = context(
+        &d,
+        "ign5",
+        &[("Dockerfile", "FROM busybox\nCOPY out /out\nCOPY dir/ /d/\n")],
+    );
+    std::os::unix::fs::symlink("/etc/shadow", ctx5.join("out")).unwrap();
+    std::fs::create_dir_all(ctx5.join("dir")).unwrap();
+    std::os::unix::fs::symlink("../../../../etc/shadow", ctx5.join("dir/up")).unwrap();
+    build_ok(&d, &["-t", "ign:5", ctx5.to_str().unwrap()]);
+    let links = run_out(
+        &d,
+        "ign:5",
+        &[
+            "sh",
+            "-c",
+            "readlink /out; readlink /d/up; [ -e /out ] || echo dangling",
+        ],
+    );
+    assert_eq!(
+        links, "/etc/shadow\n../../../../etc/shadow\ndangling\n",
+        "{links}"
+    );
     let ctx3 = context(
         &d,
         "ign3",
