@@ -4,7 +4,10 @@
 #   bench/engine.sh --image busybox \
 #       --socket berth=/run/berth/berth.sock --socket docker=/var/run/docker.sock
 #
-# Per engine: `run --rm IMG true` latency (median/min/max of --runs), --containers sequential
+# Per engine: `run --rm IMG true` latency (median/min/max of --runs), `exec C true` into a running
+# container (--exec-runs times each: through the docker CLI, through the raw API without any CLI
+# (exec create + attached start until the stream ends), through berth's CLI with --berth-cli, and
+# `docker version` as the CLI's own floor), --containers sequential
 # `run -d IMG sleep 1000` (total time), the engine's RSS idle and with those containers running,
 # the per-container monitor's RSS and PSS (the parent process of each container's init: `berth shim`,
 # containerd-shim-runc-v2, ...), and the time to `rm -f` them all. Prints a markdown table.
@@ -14,17 +17,20 @@ usage() {
     cat >&2 <<'USAGE'
 usage: bench/engine.sh --image IMG --socket LABEL=PATH [--socket LABEL=PATH ...]
                        [--engine-pid LABEL=PID[,PID...]] [--runs N] [--containers N]
+                       [--exec-runs N] [--berth-cli PATH]
   --socket      a local unix socket of an engine (repeatable); LABEL names its column
   --image       an image present in every engine that has `true` and `sleep` (e.g. busybox)
   --engine-pid  pid(s) of the engine for LABEL (default: the process listening on the socket;
                 for docker pass dockerd's and containerd's pids to count both)
   --runs        number of `run --rm IMG true` runs (default 20)
   --containers  number of `run -d IMG sleep 1000` containers (default 50)
+  --exec-runs   number of `exec C true` per client (default 50; 0 skips the exec rows)
+  --berth-cli   a berth binary: also time `berth exec C true` (it speaks the same API)
 USAGE
     exit 2
 }
 
-image="" runs=20 count=50
+image="" runs=20 count=50 exec_runs=50 berth_cli=""
 labels=()
 declare -A sock=() epids=()
 while [ $# -gt 0 ]; do
@@ -40,6 +46,8 @@ while [ $# -gt 0 ]; do
     --image) [ $# -ge 2 ] || usage; image=$2; shift 2 ;;
     --runs) [ $# -ge 2 ] || usage; runs=$2; shift 2 ;;
     --containers) [ $# -ge 2 ] || usage; count=$2; shift 2 ;;
+    --exec-runs) [ $# -ge 2 ] || usage; exec_runs=$2; shift 2 ;;
+    --berth-cli) [ $# -ge 2 ] || usage; berth_cli=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
     esac
@@ -89,6 +97,62 @@ sum_kb() {
     echo "$total"
 }
 
+# `exec C true` latencies into one running container: docker CLI, raw API (python3 over the
+# socket: POST /containers/C/exec, then POST /exec/ID/start attached, until the stream ends),
+# berth's CLI (--berth-cli), and `docker version` (the CLI's start plus one round trip).
+bench_exec() {
+    local c i t0 t1
+    [ "$exec_runs" -gt 0 ] || return 0
+    c=$(dk run -d --label "berth.bench=$runid" "$image" sleep 1000)
+    dk exec "$c" true # warm-up
+    for ((i = 0; i < exec_runs; i++)); do
+        t0=${EPOCHREALTIME/[.,]/}
+        dk exec "$c" true
+        t1=${EPOCHREALTIME/[.,]/}
+        put exec_cli "$(elapsed_ms "$t0" "$t1")"
+        t0=${EPOCHREALTIME/[.,]/}
+        dk version >/dev/null
+        t1=${EPOCHREALTIME/[.,]/}
+        put cli_floor "$(elapsed_ms "$t0" "$t1")"
+        if [ -n "$berth_cli" ]; then
+            t0=${EPOCHREALTIME/[.,]/}
+            BERTH_HOST="unix://${sock[$cur_label]}" "$berth_cli" exec "$c" true
+            t1=${EPOCHREALTIME/[.,]/}
+            put exec_berth "$(elapsed_ms "$t0" "$t1")"
+        fi
+    done
+    python3 - "${sock[$cur_label]}" "$c" "$exec_runs" <<'PY' | while read -r ms; do put exec_api "$ms"; done
+import json, socket, sys, time
+path, ctr, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def call(method, target, body):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    b = json.dumps(body).encode()
+    s.sendall(f"{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(b)}\r\nConnection: close\r\n\r\n".encode() + b)
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    return out
+for i in range(n + 1):
+    t = time.perf_counter()
+    r = call("POST", f"/containers/{ctr}/exec",
+             {"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True})
+    body = r.split(b"\r\n\r\n", 1)[1]
+    if b"transfer-encoding: chunked" in r.split(b"\r\n\r\n", 1)[0].lower():
+        body = body.split(b"\r\n", 1)[1]
+    eid = json.loads(body.split(b"\r\n")[0])["Id"]
+    call("POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False})
+    if i:  # the first is a warm-up
+        print(f"{(time.perf_counter() - t) * 1000:.3f}")
+PY
+    dk rm -f "$c" >/dev/null
+}
+
 bench_one() {
     local l=$1 pids t0 t1 i ids=() monitors=() p
     cur_label=$l
@@ -106,6 +170,7 @@ bench_one() {
         t1=${EPOCHREALTIME/[.,]/}
         put run_rm "$(elapsed_ms "$t0" "$t1")"
     done
+    bench_exec
     # shellcheck disable=SC2086
     [ -z "$pids" ] || put rss_idle "$(sum_kb status VmRSS $pids)"
 
@@ -146,9 +211,9 @@ bench_one() {
 
 for l in "${labels[@]}"; do bench_one "$l"; done
 
-python3 - "$results" "$runs" "$count" "${labels[@]}" <<'PY'
+python3 - "$results" "$runs" "$count" "$exec_runs" "${labels[@]}" <<'PY'
 import statistics, sys
-path, runs, count, labels = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+path, runs, count, exec_runs, labels = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 data = {}
 for line in open(path):
     label, key, value = line.rstrip("\n").split("\t")
@@ -160,7 +225,7 @@ def num(label, key):
 
 def cell(label, key):
     d, v = data.get(label, {}), num(label, key) if key != "monitor_names" else None
-    if key in ("run_rm", "run_d") and v:
+    if key in ("run_rm", "run_d", "exec_cli", "exec_api", "exec_berth", "cli_floor") and v:
         return f"{statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f})"
     if key in ("run_d_total", "rm_total") and v:
         return f"{v[0] / 1000:.2f} s ({v[0] / count:.1f} ms each)"
@@ -175,6 +240,10 @@ def cell(label, key):
 
 rows = [
     (f"`run --rm IMG true`, median ms (min–max), n={runs}", "run_rm"),
+    (f"`exec C true` (docker CLI), median ms (min–max), n={exec_runs}", "exec_cli"),
+    (f"`exec C true` (raw API: create + attached start), median ms (min–max), n={exec_runs}", "exec_api"),
+    (f"`berth exec C true` (berth's CLI), median ms (min–max), n={exec_runs}", "exec_berth"),
+    (f"`docker version` (the CLI's floor), median ms (min–max), n={exec_runs}", "cli_floor"),
     (f"`run -d IMG sleep 1000`, median ms (min–max), n={count}", "run_d"),
     (f"{count} × `run -d IMG sleep 1000`, total", "run_d_total"),
     ("engine RSS idle, MiB", "rss_idle"),
