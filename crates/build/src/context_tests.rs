@@ -299,7 +299,8 @@ fn context_timing() {
         let cache = StatCache::for_context(cache_dir.path(), ctx.root());
         let loaded = t.elapsed();
         let all = ctx.resolve(".").expect("all");
-        ctx.digest(&all, &Ignore::default(), &cache).expect("digest");
+        ctx.digest(&all, &Ignore::default(), &cache)
+            .expect("digest");
         let digested = t.elapsed();
         cache.save().expect("save");
         eprintln!(

@@ -216,7 +216,8 @@ impl ContainerService {
         if !exposed.is_empty() {
             config.exposed_ports = Some(exposed.clone());
         }
-        let net_plan = self.net_plan(&mut host_config, body.networking_config.as_ref(), &exposed)?;
+        let net_plan =
+            self.net_plan(&mut host_config, body.networking_config.as_ref(), &exposed)?;
 
         let id = berth_store::atomic::random_hex(32);
         if config.hostname.as_deref().unwrap_or("").is_empty() {

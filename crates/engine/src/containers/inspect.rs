@@ -150,8 +150,7 @@ impl ContainerService {
                     }
                 }
                 "network" => self.on_networks(r, values),
-                "volume" | "publish" | "expose" | "health" | "isolation"
-                | "is-task" => true,
+                "volume" | "publish" | "expose" | "health" | "isolation" | "is-task" => true,
                 other => {
                     return Err(EngineError::InvalidArgument(format!(
                         "invalid filter '{other}'"

@@ -714,8 +714,8 @@ impl ImageService {
 }
 
 pub mod login;
-pub mod push;
 pub mod pull;
+pub mod push;
 pub mod registries;
 mod remove;
 #[cfg(test)]
