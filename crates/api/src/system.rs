@@ -229,6 +229,8 @@ fn event_matches(ev: &Event, f: &HashMap<String, Vec<String>>) -> bool {
 fn bound(q: &Query, key: &str) -> ApiResult<Option<i64>> {
     match q.get(key) {
         None => Ok(None),
+        // For events `since=0` is the epoch (replay everything), not "no bound" as for logs.
+        Some(s) if s.trim().parse::<f64>().is_ok_and(|v| v == 0.0) => Ok(Some(0)),
         Some(s) => berth_engine::containers::parse_time(s)
             .map(|t| t.map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX)))
             .map_err(ApiError::from),

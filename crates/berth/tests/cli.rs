@@ -406,6 +406,9 @@ fn events_since_until_match_docker() {
         );
     }
     assert!(out.contains("name=cli-ev"), "{out}");
+    // --since 0 is the epoch: everything the engine remembers.
+    let all = d.docker_ok(&["events", "--since", "0", "--until", &until]);
+    assert!(all.contains("container destroy "), "{all}");
     assert_same(
         &d,
         &[
