@@ -42,67 +42,33 @@ pub struct LogoutArgs {
 // ---------------------------------------------------------------------------------------------
 // base64 (standard alphabet for config.json, URL-safe for X-Registry-Auth)
 
-const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn b64(data: &[u8], alphabet: &[u8; 64]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+use base64::Engine as _;
 
 /// Standard base64 with padding.
 pub fn base64_encode(data: &[u8]) -> String {
-    b64(data, STD)
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// URL-safe base64 with padding (Go's `base64.URLEncoding`, what docker sends).
 pub fn base64url_encode(data: &[u8]) -> String {
-    b64(data, URL)
+    base64::engine::general_purpose::URL_SAFE.encode(data)
 }
 
 /// Decode standard or URL-safe base64, padded or not. None on invalid input.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim().trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    const CFG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+    let s = s.trim();
+    if s.contains(['-', '_']) {
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, CFG)
+            .decode(s)
+            .ok()
+    } else {
+        GeneralPurpose::new(&base64::alphabet::STANDARD, CFG)
+            .decode(s)
+            .ok()
     }
-    // A single leftover character cannot encode a byte.
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
