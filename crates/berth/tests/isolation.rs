@@ -211,6 +211,12 @@ fn hostname_flag_and_host_network() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], host_net.to_string_lossy(), "{out}");
     assert_ne!(lines[1], host_uts.to_string_lossy(), "{out}");
+    // --pid host shares the host's pid namespace; the default is a private one.
+    let host_pid = fs::read_link("/proc/self/ns/pid").expect("readlink");
+    let out = run_bb_ok(&d, &["--pid", "host"], "readlink /proc/self/ns/pid");
+    assert_eq!(out.trim(), host_pid.to_string_lossy(), "{out}");
+    let out = run_bb_ok(&d, &[], "readlink /proc/self/ns/pid");
+    assert_ne!(out.trim(), host_pid.to_string_lossy(), "{out}");
 }
 
 // ---- capabilities ----

@@ -75,6 +75,8 @@ pub struct SpecInput {
     pub netns_path: Option<PathBuf>,
     /// Use the host's network namespace (`--network host`).
     pub host_network: bool,
+    /// Share the host's pid namespace (`--pid host`).
+    pub host_pid: bool,
 }
 
 /// Docker's masked paths (moby `oci.DefaultLinuxSpec`).
@@ -201,7 +203,10 @@ fn mounts(input: &SpecInput, mode: CgroupMode) -> Result<Vec<Mount>> {
 
 fn namespaces(input: &SpecInput, mode: CgroupMode) -> Result<Vec<LinuxNamespace>> {
     let ns = |t: LinuxNamespaceType| oci(LinuxNamespaceBuilder::default().typ(t).build());
-    let mut out = vec![ns(LinuxNamespaceType::Pid)?];
+    let mut out = Vec::new();
+    if !input.host_pid {
+        out.push(ns(LinuxNamespaceType::Pid)?);
+    }
     if !input.host_network {
         let mut b = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network);
         if let Some(p) = &input.netns_path {
@@ -490,6 +495,7 @@ mod tests {
             }],
             netns_path: None,
             host_network: false,
+            host_pid: false,
         }
     }
 
@@ -602,8 +608,9 @@ mod tests {
         assert_eq!(ns[1].path().as_deref(), Some(Path::new("/run/netns/x")));
 
         i.host_network = true;
+        i.host_pid = true;
         let s = build_with_mode(&i, CgroupMode::Legacy).unwrap();
-        assert_eq!(ns_types(&s), vec![Pid, Ipc, Uts, Mount]);
+        assert_eq!(ns_types(&s), vec![Ipc, Uts, Mount]);
         assert!(s.linux().as_ref().unwrap().sysctl().is_none());
     }
 

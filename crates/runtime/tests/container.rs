@@ -143,6 +143,7 @@ fn base_input(rootfs: &Path, hosts: PathBuf, cg: &str) -> SpecInput {
         }],
         netns_path: None,
         host_network: false,
+        host_pid: false,
     }
 }
 

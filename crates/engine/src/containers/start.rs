@@ -365,6 +365,7 @@ impl ContainerService {
             mounts,
             netns_path: netns,
             host_network: hc.network_mode.as_deref() == Some("host"),
+            host_pid: hc.pid_mode.as_deref() == Some("host"),
         };
         let mut spec = berth_runtime::spec::build(&input)?;
         super::exec::set_terminal(&mut spec, tty, hc.console_size.as_deref());
