@@ -399,24 +399,23 @@ fn inside(name: &str) -> Result<PathBuf> {
     Ok(outp)
 }
 
-/// Create the missing directories above `rel` in `dst`, refusing any that resolves outside it.
-/// Returns the parent, canonical.
-fn ensure_parent(dst: &Path, rel: &Path) -> Result<PathBuf> {
-    let root = fs::canonicalize(dst)?;
+/// Create the missing directories above `rel` in the destination whose canonical path is
+/// `root`, refusing any that resolves outside it. Returns the parent, canonical.
+fn ensure_parent(root: &Path, rel: &Path) -> Result<PathBuf> {
     let escape = || {
         CliError::other(format!(
             "invalid archive entry {:?}: outside the destination",
             rel.display().to_string()
         ))
     };
-    let mut cur = root.clone();
+    let mut cur = root.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for c in comps.iter().take(comps.len().saturating_sub(1)) {
         cur.push(c);
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
                 cur = fs::canonicalize(&cur)?;
-                if !cur.starts_with(&root) {
+                if !cur.starts_with(root) {
                     return Err(escape());
                 }
             }
@@ -428,21 +427,71 @@ fn ensure_parent(dst: &Path, rel: &Path) -> Result<PathBuf> {
         }
     }
     let cur = fs::canonicalize(&cur)?;
-    if !cur.starts_with(&root) || !cur.is_dir() {
+    if !cur.starts_with(root) || !cur.is_dir() {
         return Err(escape());
     }
     Ok(cur)
 }
 
+/// Read buffer between the connection and the tar parser, and the most file data written at
+/// once (a file up to this size is written with one `write`).
+const EXTRACT_BUF: usize = 1024 * 1024;
+
+/// Write a regular file entry to `target` (which does not exist): its data in large writes, then
+/// its mode and times (what `tar::Entry::unpack` does, without 8 KiB writes).
+fn write_file(
+    e: &mut impl Read,
+    target: &Path,
+    mode: u32,
+    mtime: u64,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)?;
+    buf.resize(EXTRACT_BUF, 0);
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match e.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])?;
+        if n < buf.len() {
+            break;
+        }
+    }
+    f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+    f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))?;
+    Ok(())
+}
+
 /// Safely extract a tar into `dst`, renaming the top entry `old` to `new` (docker's `Untar` with
 /// NoLchown and NoOverwriteDirNonDir). Returns the number of bytes of file content.
 fn extract(r: impl Read, dst: &Path, old: &str, new: &str) -> Result<u64> {
-    let mut ar = tar::Archive::new(r);
+    let mut ar = tar::Archive::new(std::io::BufReader::with_capacity(EXTRACT_BUF, r));
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
     let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
     let mut total = 0u64;
+    let root = fs::canonicalize(dst)?;
+    // The parent of the last regular file: (its name in the archive, canonical path). Reused
+    // for the next regular file in the same directory; dropped after any other kind of entry
+    // and before an entry that could replace it or one of its ancestors.
+    let mut last_parent: Option<(PathBuf, PathBuf)> = None;
+    let mut buf = Vec::new();
     for e in ar.entries()? {
         let mut e = e?;
         let name = e.path()?.to_string_lossy().into_owned();
@@ -456,7 +505,7 @@ fn extract(r: impl Read, dst: &Path, old: &str, new: &str) -> Result<u64> {
                 .map(|l| l.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let l = inside(&rebase_entry(&l, old, new))?;
-            let p = ensure_parent(dst, &l)?;
+            let p = ensure_parent(&root, &l)?;
             hard_src = Some(p.join(l.file_name().unwrap_or_default()));
         }
         if rel.as_os_str().is_empty() {
@@ -477,7 +526,20 @@ fn extract(r: impl Read, dst: &Path, old: &str, new: &str) -> Result<u64> {
             }
         }
         let is_dir = kind.is_dir();
-        let parent = ensure_parent(dst, &rel)?;
+        let regular = kind == tar::EntryType::Regular && hard_src.is_none();
+        let rel_parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some((cached, _)) = &last_parent {
+            if !regular || cached.starts_with(&rel) {
+                last_parent = None;
+            }
+        }
+        let parent = match &last_parent {
+            Some((cached, p)) if *cached == rel_parent => p.clone(),
+            _ => ensure_parent(&root, &rel)?,
+        };
+        if regular {
+            last_parent = Some((rel_parent, parent.clone()));
+        }
         let target = parent.join(rel.file_name().unwrap_or_default());
         if let Ok(m) = fs::symlink_metadata(&target) {
             let exist_dir = m.is_dir();
@@ -504,6 +566,10 @@ fn extract(r: impl Read, dst: &Path, old: &str, new: &str) -> Result<u64> {
         let size = e.header().size().unwrap_or(0);
         match hard_src {
             Some(src) => fs::hard_link(src, &target)?,
+            None if regular => {
+                let mode = e.header().mode().unwrap_or(0o644);
+                write_file(&mut e, &target, mode, mtime, &mut buf)?;
+            }
             None => {
                 e.unpack(&target)?;
             }
