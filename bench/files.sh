@@ -5,8 +5,8 @@
 #
 # Per engine: `docker exec C true` latency into a running container (median/min/max of --runs),
 # `docker cp` of a directory (--cp-mb MB in ~1000 files of random data) into and out of a
-# container (median of --cp-runs) next to `tar -C src -cf - . | tar -C dst -xf -` between two
-# host dirs, and write throughput (dd conv=fsync, --write-mb MB) to a named volume, a bind mount
+# container (median of --cp-runs; with --berth CLI also `CLI cp` both ways) next to
+# `tar -C src -cf - . | tar -C dst -xf -` between two host dirs, and write throughput (dd conv=fsync, --write-mb MB) to a named volume, a bind mount
 # and the container's own layer. Prints a markdown table.
 set -euo pipefail
 
@@ -14,6 +14,7 @@ usage() {
     cat >&2 <<'USAGE'
 usage: bench/files.sh --image IMG --socket LABEL=PATH [--socket LABEL=PATH ...]
                       [--runs N] [--cp-runs N] [--cp-mb MB] [--write-mb MB] [--tmp DIR]
+                      [--berth CLI]
   --socket    a local unix socket of an engine (repeatable); LABEL names its column
   --image     an image present in every engine with sh, true, sleep, dd, rm (e.g. busybox)
   --runs      number of `exec C true` runs (default 20)
@@ -21,11 +22,15 @@ usage: bench/files.sh --image IMG --socket LABEL=PATH [--socket LABEL=PATH ...]
   --cp-mb     size of the copied directory in MB, in ~1000 files (default 100)
   --write-mb  size written by dd with conv=fsync, in MB (default 256)
   --tmp       host scratch dir for the tree, copies and the bind mount (default: mktemp -d)
+  --berth     a berth binary: also time its own `cp` both ways (rows `berth cp ...`)
+Every copy goes to a fresh name and the copies are deleted only at the end of an engine's
+section: on ext4 without a journal, creating files right after deleting as many is much slower
+(the inode allocator skips recently freed inodes), which made runs after an `rm -rf` unequal.
 USAGE
     exit 2
 }
 
-image="" runs=20 cp_runs=5 cp_mb=100 write_mb=256 tmp=""
+image="" runs=20 cp_runs=5 cp_mb=100 write_mb=256 tmp="" berth_cli=""
 labels=()
 declare -A sock=()
 while [ $# -gt 0 ]; do
@@ -43,6 +48,7 @@ while [ $# -gt 0 ]; do
     --cp-mb) [ $# -ge 2 ] || usage; cp_mb=$2; shift 2 ;;
     --write-mb) [ $# -ge 2 ] || usage; write_mb=$2; shift 2 ;;
     --tmp) [ $# -ge 2 ] || usage; tmp=$2; shift 2 ;;
+    --berth) [ $# -ge 2 ] || usage; berth_cli=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
     esac
@@ -67,11 +73,13 @@ cleanup() {
         [ -z "$vol" ] || dk volume rm -f "$vol" >/dev/null 2>&1 || true
     fi
     rm -f "$results"
-    if [ "$own_tmp" = 1 ]; then rm -rf "$tmp"; else rm -rf "$tmp/src" "$tmp/dst" "$tmp/out" "$tmp/bind"; fi
+    if [ "$own_tmp" = 1 ]; then rm -rf "$tmp"; else rm -rf "$tmp/src" "$tmp"/dst* "$tmp"/out* "$tmp"/bout* "$tmp/bind"; fi
 }
 trap cleanup EXIT
 
 now() { echo "${EPOCHREALTIME/[.,]/}"; }
+# berth's own CLI against the engine being measured.
+bk() { DOCKER_HOST="unix://${sock[$cur_label]}" "$berth_cli" "$@"; }
 # Milliseconds between two now() values (microseconds).
 elapsed_ms() { local d=$(($2 - $1)); printf '%d.%03d' $((d / 1000)) $((d % 1000)); }
 put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
@@ -89,16 +97,16 @@ for d in $(seq 0 9); do
 done
 sync
 
-# The host baseline: the same tree piped through tar between two host dirs.
+# The host baseline: the same tree piped through tar between two host dirs (fresh dirs).
 for ((i = 0; i < cp_runs; i++)); do
-    rm -rf "$tmp/dst" && mkdir -p "$tmp/dst"
+    mkdir -p "$tmp/dst$i"
     sync
     t0=$(now)
-    tar -C "$src" -cf - . | tar -C "$tmp/dst" -xf -
+    tar -C "$src" -cf - . | tar -C "$tmp/dst$i" -xf -
     t1=$(now)
     put host tar "$(elapsed_ms "$t0" "$t1")"
 done
-rm -rf "$tmp/dst"
+rm -rf "$tmp"/dst*
 
 # dd inside container C to PATH: MB/s from dd's own summary (busybox and GNU print "... B/s" or
 # the bytes and seconds); the wall time of the whole `docker exec` is the fallback.
@@ -134,29 +142,42 @@ bench_one() {
         put "$l" exec "$(elapsed_ms "$t0" "$t1")"
     done
 
+    # Each run copies in, then out, to fresh names (docker cp, then berth cp if asked).
     for ((i = 0; i < cp_runs; i++)); do
-        dk exec "$c" rm -rf /in
         sync
         t0=$(now)
-        dk cp "$src" "$c:/in"
+        dk cp "$src" "$c:/in$i"
         t1=$(now)
         put "$l" cp_in "$(elapsed_ms "$t0" "$t1")"
-    done
-    for ((i = 0; i < cp_runs; i++)); do
-        rm -rf "$tmp/out"
+        if [ -n "$berth_cli" ]; then
+            sync
+            t0=$(now)
+            bk cp "$src" "$c:/bcp$i"
+            t1=$(now)
+            put "$l" bcp_in "$(elapsed_ms "$t0" "$t1")"
+        fi
         sync
         t0=$(now)
-        dk cp "$c:/in" "$tmp/out"
+        dk cp "$c:/in$i" "$tmp/out$i"
         t1=$(now)
         put "$l" cp_out "$(elapsed_ms "$t0" "$t1")"
+        if [ -n "$berth_cli" ]; then
+            sync
+            t0=$(now)
+            bk cp "$c:/bcp$i" "$tmp/bout$i"
+            t1=$(now)
+            put "$l" bcp_out "$(elapsed_ms "$t0" "$t1")"
+        fi
     done
-    # The copy out must be the tree that went in.
-    if ! diff -r "$src" "$tmp/out" >/dev/null; then
-        echo "$l: the tree copied in and out differs from the source" >&2
-        exit 1
-    fi
-    rm -rf "$tmp/out"
-    dk exec "$c" rm -rf /in
+    # The copies out must be the tree that went in.
+    for d in "$tmp"/out* "$tmp"/bout*; do
+        if ! diff -r "$src" "$d" >/dev/null; then
+            echo "$l: the tree copied in and out ($d) differs from the source" >&2
+            exit 1
+        fi
+    done
+    rm -rf "$tmp"/out* "$tmp"/bout*
+    dk exec "$c" sh -c 'rm -rf /in[0-9]* /bcp[0-9]*'
 
     write_one "$c" /vol/dd.out write_volume
     write_one "$c" /bind/dd.out write_bind
@@ -193,6 +214,8 @@ rows = [
     (f"`exec C true`, median ms (min–max), n={runs}", "exec"),
     (f"`cp DIR C:/in` ({cp_mb} MB, 1000 files), median ms (min–max), n={cp_runs}", "cp_in"),
     (f"`cp C:/in DIR`, median ms (min–max), n={cp_runs}", "cp_out"),
+    (f"`berth cp DIR C:/in`, median ms (min–max), n={cp_runs}", "bcp_in"),
+    (f"`berth cp C:/in DIR`, median ms (min–max), n={cp_runs}", "bcp_out"),
     (f"dd {write_mb} MB conv=fsync to a named volume, MB/s", "write_volume"),
     (f"dd {write_mb} MB conv=fsync to a bind mount, MB/s", "write_bind"),
     (f"dd {write_mb} MB conv=fsync to the container's layer, MB/s", "write_layer"),
@@ -200,6 +223,8 @@ rows = [
 print("| | " + " | ".join(labels) + " |")
 print("|---|" + "---|" * len(labels))
 for title, key in rows:
+    if key.startswith("bcp_") and not any(data.get(l, {}).get(key) for l in labels):
+        continue
     print(f"| {title} | " + " | ".join(cell(l, key) for l in labels) + " |")
 print(f"| host `tar -C src -cf - . \\| tar -C dst -xf -`, same tree, median ms (min–max), n={cp_runs} | " + " | ".join(tar_cell for _ in labels) + " |")
 PY
