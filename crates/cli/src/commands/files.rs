@@ -666,7 +666,7 @@ async fn copy_to(c: &Client, a: &CpArgs, id: &str, src: &str, dst: &str) -> Resu
                     "destination \"{id}:{dst}\" must be a directory"
                 )));
             }
-            let stdin = tokio_util::io::ReaderStream::new(tokio::io::stdin());
+            let stdin = tokio_util::io::ReaderStream::with_capacity(tokio::io::stdin(), 256 * 1024);
             (info.path.clone(), stream_body(stdin))
         } else {
             let (resolved, rebase, is_dir) = local_source(src, a.follow_link)?;
