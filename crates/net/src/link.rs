@@ -249,6 +249,7 @@ pub fn attach(ep: &Endpoint) -> Result<()> {
     check_ifname(&ep.ifname)?;
     let ep = ep.clone();
     on_thread("berth-attach", move || {
+        let t0 = Instant::now();
         let ns = File::open(&ep.netns)?;
         block_on(async {
             let host = connect()?;
@@ -273,6 +274,7 @@ pub fn attach(ep: &Endpoint) -> Result<()> {
                 .execute()
                 .await
                 .map_err(|e| nl(&format!("creating veth {}", ep.host_ifname), e))?;
+            let t_created = t0.elapsed();
             let inside = async {
                 setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| sys("setns", e))?;
                 let h = connect()?;
@@ -303,7 +305,13 @@ pub fn attach(ep: &Endpoint) -> Result<()> {
                         .await
                         .map_err(|e| nl(&format!("default route via {gw}"), e))?;
                 }
+                let t_configured = t0.elapsed();
                 wait_ready(&host, &h, idx, &ep.host_ifname).await;
+                tracing::debug!(
+                    "attach {}: created {t_created:?}, configured {t_configured:?}, ready {:?}",
+                    ep.host_ifname,
+                    t0.elapsed()
+                );
                 Ok::<(), NetError>(())
             };
             if let Err(e) = inside.await {

@@ -88,6 +88,19 @@ impl Db {
         txn.commit().map_err(db_err)
     }
 
+    /// [`Db::put`] without the fsync: visible at once, on disk with the next durable commit
+    /// (a crash before that one loses it). For state that a durable write follows anyway.
+    pub fn put_lazy<T: Serialize>(&self, table: &str, key: &str, value: &T) -> Result<()> {
+        let value = serde_json::to_vec(value).map_err(db_err)?;
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(redb::Durability::None).map_err(db_err)?;
+        {
+            let mut t = txn.open_table(def(table)?).map_err(db_err)?;
+            t.insert(key, value.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
     pub fn put<T: Serialize>(&self, table: &str, key: &str, value: &T) -> Result<()> {
         let mut b = Batch::default();
         b.put(table, key, value)?;

@@ -247,10 +247,26 @@ impl ContainerService {
             std::fs::create_dir_all(&empty)?;
             lowers.push(empty);
         }
-        if !berth_store::overlay::is_mounted(&rootfs) {
-            berth_store::overlay::mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        // The network set-up (netns, veth, addresses) runs beside the overlay mount.
+        let (mounted, net) = std::thread::scope(|s| {
+            let net = s.spawn(|| self.net_setup(rec));
+            let mounted = if berth_store::overlay::is_mounted(&rootfs) {
+                Ok(())
+            } else {
+                berth_store::overlay::mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)
+            };
+            let net = net
+                .join()
+                .unwrap_or_else(|_| Err(EngineError::Internal("network set-up panicked".into())));
+            (mounted, net)
+        });
+        if let Err(e) = mounted {
+            if net.is_ok() {
+                self.networks.release(&rec.id, &self.dns_names());
+            }
+            return Err(e.into());
         }
-        let netns = match self.net_setup(rec) {
+        let netns = match net {
             Ok(n) => n,
             Err(e) => {
                 let _ = berth_store::overlay::unmount(&rootfs);

@@ -408,6 +408,18 @@ impl NetworkService {
         Ok(())
     }
 
+    /// [`Self::save_attachment`] without its own fsync, for the start path: the container's
+    /// durable "running" record follows in the same database and carries this one to disk. A
+    /// crash before it leaves the older record, which `restore` reconciles (the namespace of a
+    /// container that is not live is removed, and the pair with it).
+    pub(crate) fn save_attachment_lazy(&self, a: &Attachment) -> Result<()> {
+        self.db.put_lazy(EP_TABLE, &a.container_id, a)?;
+        lock(&self.state)
+            .atts
+            .insert(a.container_id.clone(), a.clone());
+        Ok(())
+    }
+
     pub(crate) fn delete_attachment(&self, container_id: &str) -> Result<()> {
         self.db.delete(EP_TABLE, container_id)?;
         lock(&self.state).atts.remove(container_id);
