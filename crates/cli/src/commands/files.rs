@@ -824,4 +824,61 @@ mod tests {
             ("/d".into(), "n".into())
         );
     }
+
+    /// A tar of (name, kind, link target or file data) entries.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, v) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if kind.is_dir() { 0o755 } else { 0o640 });
+            h.set_mtime(1_600_000_000);
+            if kind.is_symlink() {
+                h.set_size(0);
+                b.append_link(&mut h, name, v).unwrap();
+            } else {
+                h.set_size(if kind.is_file() { v.len() as u64 } else { 0 });
+                b.append_data(&mut h, name, v.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn extract_keeps_files_inside_with_the_parent_cache() {
+        use tar::EntryType as T;
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        fs::create_dir(&dst).unwrap();
+        // Files of one directory (cached parent), a symlink to that directory inside, a file
+        // through it, then a symlink out of the destination and a file through that.
+        let ok = tar_of(&[
+            ("t/", T::Directory, ""),
+            ("t/d/", T::Directory, ""),
+            ("t/d/f1", T::Regular, "one"),
+            ("t/d/f2", T::Regular, "two"),
+            ("t/l", T::Symlink, "d"),
+            ("t/l/f3", T::Regular, "three"),
+        ]);
+        assert_eq!(extract(&ok[..], &dst, "t", "n").unwrap(), 11);
+        assert_eq!(fs::read_to_string(dst.join("n/d/f1")).unwrap(), "one");
+        assert_eq!(fs::read_to_string(dst.join("n/d/f3")).unwrap(), "three");
+        use std::os::unix::fs::PermissionsExt;
+        let m = fs::metadata(dst.join("n/d/f2")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            m.modified().unwrap(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)
+        );
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let bad = tar_of(&[
+            ("t/", T::Directory, ""),
+            ("t/a", T::Regular, "a"),
+            ("t/e", T::Symlink, outside.to_str().unwrap()),
+            ("t/e/f", T::Regular, "escaped"),
+        ]);
+        assert!(extract(&bad[..], &dst, "t", "m").is_err());
+        assert!(!outside.join("f").exists());
+    }
 }
