@@ -87,8 +87,12 @@ ip_of() { dk inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}"
 
 # iperf3 server in the netns of container $1 on port 5201 (one client, then it exits).
 serve() {
-    # The previous one-shot server must be gone, or its socket is mistaken for the new one's.
-    if [ ${#servers[@]} -gt 0 ]; then wait "${servers[-1]}" 2>/dev/null || true; fi
+    # The previous one-shot server must be gone, or its socket is mistaken for the new one's
+    # (killed: after a failed client it would wait for one forever).
+    if [ ${#servers[@]} -gt 0 ]; then
+        kill "${servers[-1]}" 2>/dev/null || true
+        wait "${servers[-1]}" 2>/dev/null || true
+    fi
     nsenter -t "$(pid_of "$1")" -n iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
     servers+=($!)
     local i
@@ -103,7 +107,7 @@ serve() {
 # Gbit/s received by the server, from iperf3 -J of a client run with "$@" as prefix (nsenter).
 gbits() {
     local out
-    out=$("$@" iperf3 -J -t "$seconds" -c "$target" -p "$tport") || { echo "n/a"; return; }
+    out=$("$@" timeout $((seconds + 15)) iperf3 -J --connect-timeout 3000 -t "$seconds" -c "$target" -p "$tport") || { echo "n/a"; return; }
     echo "$out" | awk -F: '/"sum_received"/ {f=1} f && /"bits_per_second"/ {gsub(/[ ,]/,"",$2); printf "%.2f", $2/1e9; exit}'
 }
 
