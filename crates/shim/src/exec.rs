@@ -121,6 +121,7 @@ fn report(ready: &mut Option<File>, r: &ExecReady) {
 
 /// Entry point: never returns.
 pub fn run(opts_path: &Path) -> ! {
+    crate::reset_inherited_ignored_signals();
     // SAFETY: close_range on fds this fresh process does not use; the engine's leaks end here.
     unsafe { libc::syscall(libc::SYS_close_range, READY_FD as u32 + 1, u32::MAX, 0) };
     let mut ready = if nix::fcntl::fcntl(

@@ -41,3 +41,28 @@ pub enum ShimError {
 }
 
 pub type Result<T> = std::result::Result<T, ShimError>;
+
+/// Give signals the engine was started with ignored (`nohup`, a background job of a shell:
+/// SIGHUP, SIGINT, SIGQUIT) back their default action, so that container and exec processes do
+/// not inherit them — a shell cannot even `trap` a signal ignored on entry. SIGPIPE stays as the
+/// Rust runtime set it for our own writes (the container's init gets the default from the
+/// runtime).
+pub fn reset_inherited_ignored_signals() {
+    for sig in 1..32 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
+            continue;
+        }
+        // SAFETY: sigaction with a zeroed struct to read the current disposition, then setting
+        // SIG_DFL; no handler code is involved.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &new, std::ptr::null_mut());
+            }
+        }
+    }
+}

@@ -42,6 +42,7 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// (see [`crate::client::spawn`]). Never returns: exits the process.
 pub fn run(state_dir: &Path) -> ! {
     close_inherited_fds();
+    crate::reset_inherited_ignored_signals();
     // fd 3 must not reach the container.
     let ready = if fcntl(READY_FD, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_ok() {
         // SAFETY: fd 3 is open (F_SETFD succeeded) and given to us by the engine to own.

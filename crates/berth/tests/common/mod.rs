@@ -156,6 +156,16 @@ impl TestDaemon {
         if std::env::var_os("BERTH_TEST_DEBUG").is_some() {
             cmd.arg("--debug");
         }
+        // Start the engine as `nohup cmd &` would: SIGHUP and SIGQUIT ignored. Containers must
+        // not inherit that (the shim resets them); the kill -s HUP test shows it.
+        // SAFETY: only async-signal-safe calls (signal) between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => panic!("cannot start {}: {e}", berth_exe().display()),
