@@ -363,7 +363,16 @@ pub fn http_tcp(
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
     if let Some(b) = body {
-        s.write_all(b)?;
+        // A server may answer (e.g. 416) and close before reading the whole body: then the
+        // write fails but the answer is still there to read.
+        if let Err(e) = s.write_all(b) {
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
+                return Err(e);
+            }
+        }
     }
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
